@@ -1,0 +1,1 @@
+"""Labelled utterances for training and evaluating the joint model."""

@@ -1,0 +1,144 @@
+"""The ClickHouse schema, created by the project with idempotent DDL.
+
+Every statement runs on Debian's ClickHouse 18.16 (used by the tests) and on current ClickHouse
+(compose.yaml). That rules out DateTime64, Map, TTL, CODEC and LowCardinality: times are DateTime
+(seconds) plus millisecond latencies as floats; retention drops day partitions.
+
+Rows that may be written twice (a re-delivered Kafka batch) live in ``ReplacingMergeTree`` tables
+keyed by their natural id, with a ``row_version`` column; queries that must not double count use
+``FINAL`` or ``argMax``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # clickhouse_driver is imported lazily so `nlumon --help` stays fast
+    from clickhouse_driver import Client
+
+    from nlumon.settings import ClickHouseSettings
+
+# One row per utterance the model saw (issue 5 fills every column).
+PREDICTIONS = """
+CREATE TABLE IF NOT EXISTS {db}.predictions (
+    id String,
+    ts DateTime,
+    ingested_at DateTime,
+    assistant Enum8('shopper' = 1, 'associate' = 2),
+    session_id String,
+    channel String,
+    locale String,
+    model_version String,
+    text_scrubbed String,
+    text_hash String,
+    intent String,
+    confidence Float32,
+    top_intents Array(String),
+    top_scores Array(Float32),
+    margin Float32,
+    entropy Float32,
+    energy Float32,
+    ood_score Float32,
+    is_ood UInt8,
+    token_count UInt16,
+    unk_rate Float32,
+    slot_types Array(String),
+    slot_values Array(String),
+    slot_confidences Array(Float32),
+    asr_confidence Nullable(Float32),
+    frustration Float32,
+    batch_size UInt16,
+    inference_ms Float32,
+    e2e_ms Float32,
+    embedding_sketch Array(Float32),
+    kafka_partition UInt16,
+    kafka_offset UInt64,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (assistant, ts, id)
+"""
+
+# Records that broke the wire contract. The original bytes stay on the Kafka dead-letter topic
+# (they may hold personal data); here only what dashboards and alerts need.
+DEAD_LETTERS = """
+CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+    ts DateTime,
+    source_topic String,
+    kafka_partition Int32,
+    kafka_offset Int64,
+    reason String,
+    original_bytes UInt32,
+    original_hash String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (source_topic, kafka_partition, kafka_offset)
+"""
+
+# Every accepted utterance event, whether or not a model is loaded: the audit trail that shows
+# nothing was lost between Kafka and ClickHouse. No text, only its keyed hash and length.
+UTTERANCE_LOG = """
+CREATE TABLE IF NOT EXISTS {db}.utterance_log (
+    id String,
+    ts DateTime,
+    ingested_at DateTime,
+    assistant Enum8('shopper' = 1, 'associate' = 2),
+    session_id String,
+    channel String,
+    asr_confidence Nullable(Float32),
+    text_chars UInt16,
+    text_hash String,
+    kafka_partition UInt16,
+    kafka_offset UInt64,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (assistant, ts, id)
+"""
+
+# Model packages the workers have loaded (for "model version in service").
+MODEL_VERSIONS = """
+CREATE TABLE IF NOT EXISTS {db}.model_versions (
+    model_version String,
+    loaded_at DateTime,
+    worker String,
+    package_sha256 String,
+    backend String
+) ENGINE = ReplacingMergeTree()
+ORDER BY (model_version, worker, loaded_at)
+"""
+
+TABLES: dict[str, str] = {
+    "predictions": PREDICTIONS,
+    "dead_letters": DEAD_LETTERS,
+    "utterance_log": UTTERANCE_LOG,
+    "model_versions": MODEL_VERSIONS,
+}
+
+
+def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Client:
+    """A native-protocol client for the configured server (``database`` overrides the setting)."""
+    from clickhouse_driver import Client
+
+    return Client(
+        host=settings.host,
+        port=settings.port,
+        user=settings.user,
+        password=settings.password,
+        database=database if database is not None else settings.database,
+        connect_timeout=5,
+        send_receive_timeout=60,
+        settings={"max_block_size": 100_000},
+    )
+
+
+def ensure_schema(settings: ClickHouseSettings) -> list[str]:
+    """Create the database and every table that is missing; return the table names. Idempotent."""
+    server = connect(settings, database="default")
+    try:
+        server.execute(f"CREATE DATABASE IF NOT EXISTS {settings.database}")
+        for ddl in TABLES.values():
+            server.execute(ddl.format(db=settings.database))
+    finally:
+        server.disconnect()
+    return list(TABLES)

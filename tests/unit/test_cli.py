@@ -1,0 +1,42 @@
+"""Every command and group answers --help (the CLI is the user's first contact)."""
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nlumon.cli import app
+
+
+def command_paths(group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path below a (typer) click group; typer vendors click, so groups are duck-typed."""
+    paths = [prefix]
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            paths += command_paths(command, (*prefix, name))
+        else:
+            paths.append((*prefix, name))
+    return paths
+
+
+ROOT = typer.main.get_command(app)
+PATHS = command_paths(ROOT)
+
+
+def test_the_cli_has_the_foundation_commands():
+    assert {("services", "up"), ("services", "down"), ("services", "status"), ("demo",), ("worker",),
+            ("replay",)} <= set(PATHS)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "nlumon")
+def test_help_works_for(path: tuple[str, ...]):
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_a_bad_config_file_exits_2_with_a_message(tmp_path):
+    bad = tmp_path / "x.toml"
+    bad.write_text("[stream]\nmax_batch = -1\n")
+    result = CliRunner().invoke(app, ["services", "status", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "x.toml" in result.output
