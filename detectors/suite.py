@@ -1,0 +1,214 @@
+"""All detectors over one window, per assistant and overall: what the monitor job calls every window.
+
+:meth:`MonitorSuite.from_reference` fits every detector on reference rows (the columns the stream
+worker stores) and infers every threshold from clean reference windows at ``fpr``. :meth:`MonitorSuite.score`
+returns one frozen :class:`WindowReport` (drift results, OOD rate, accuracy estimates with intervals,
+emerging clusters) that serialises with ``to_dict()``. Evidently is not on this path (see
+:mod:`detectors.report`); the 384-d embeddings are not either (the 32-d sketch is).
+
+``package_stats`` (from the model package, optional) may hold ``ood_threshold`` (on ``ood_score``) and
+``accuracy`` (the reference accuracy measured with labels); without them the OOD threshold is inferred from
+the reference ``ood_score`` at ``ood_fpr`` and the accuracy comes from a boolean ``correct`` column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors.base import DetectionResult, EmptyWindowError, InvalidInputError, WindowDetector, json_safe
+from detectors.clusters import ClusterTracker, EmergingCluster
+from detectors.drift import NUMERIC_FEATURES, CategoricalDriftDetector, KSDriftDetector
+from detectors.embedding import MMDDriftDetector
+from detectors.ood import OODRateDetector, OODScorer
+from detectors.performance import AccuracyEstimate, ATCEstimator, OODAwareATCEstimator, average_confidence
+
+OVERALL = "overall"
+ASSISTANTS = ("shopper", "associate")
+OPTIONAL_NUMERIC = ("asr_confidence",)  # NaN for text-channel rows: dropped, not an error
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """Everything the detectors found in one window."""
+
+    window_id: str | None
+    n_rows: int
+    results: list[DetectionResult]
+    ood_rate: dict[str, float]
+    accuracy: dict[str, AccuracyEstimate]
+    clusters: list[EmergingCluster] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def drifted(self) -> list[DetectionResult]:
+        return [result for result in self.results if result.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(
+            {
+                "window_id": self.window_id,
+                "n_rows": self.n_rows,
+                "results": [result.to_dict() for result in self.results],
+                "ood_rate": self.ood_rate,
+                "accuracy": {name: estimate.to_dict() for name, estimate in self.accuracy.items()},
+                "clusters": [cluster.to_dict() for cluster in self.clusters],
+                "skipped": self.skipped,
+            }
+        )
+
+
+def _detectors_for(frame: pd.DataFrame, ood_threshold: float, max_sample: int, seed: int) -> list[WindowDetector]:
+    """The window detectors for the columns that ``frame`` has."""
+    detectors: list[WindowDetector] = [
+        KSDriftDetector(name) for name in (*NUMERIC_FEATURES, *OPTIONAL_NUMERIC) if name in frame.columns
+    ]
+    detectors += [CategoricalDriftDetector(name, "chi2") for name in ("intent", "slot_types") if name in frame.columns]
+    if "embedding_sketch" in frame.columns:
+        detectors.append(MMDDriftDetector("embedding_sketch", max_sample=max_sample, seed=seed))
+    if "ood_score" in frame.columns:
+        detectors.append(OODRateDetector(ood_threshold))
+    return detectors
+
+
+def _column_input(frame: pd.DataFrame, detector: WindowDetector) -> Any:
+    """The rows a detector reads; optional numeric columns drop their NaNs."""
+    if detector.feature in OPTIONAL_NUMERIC:
+        return frame[[detector.feature]].dropna()
+    return frame
+
+
+class MonitorSuite:
+    """Fitted detectors per group (``overall`` and each assistant) plus the accuracy estimators and the
+    cluster tracker. Build with :meth:`from_reference`."""
+
+    def __init__(
+        self,
+        detectors: dict[str, list[WindowDetector]],
+        ood_threshold: float,
+        estimators: dict[str, ATCEstimator],
+        tracker: ClusterTracker | None,
+        low_confidence: float,
+        min_window_rows: int,
+    ) -> None:
+        self.detectors = detectors
+        self.ood_threshold = ood_threshold
+        self.estimators = estimators
+        self.tracker = tracker
+        self.low_confidence = low_confidence
+        self.min_window_rows = min_window_rows
+
+    @classmethod
+    def from_reference(
+        cls,
+        reference: pd.DataFrame,
+        package_stats: dict[str, Any] | None = None,
+        *,
+        window_size: int = 500,
+        fpr: float = 0.01,
+        n_windows: int = 100,
+        ood_fpr: float = 0.05,
+        max_sample: int = 1000,
+        low_confidence: float | None = None,
+        min_window_rows: int = 30,
+        track_clusters: bool = True,
+        seed: int = 0,
+        progress: Callable[[str], None] | None = None,
+    ) -> MonitorSuite:
+        """Fit and calibrate every detector. ``window_size`` is the expected overall window; each assistant's
+        detectors are calibrated at its share of it. ``low_confidence`` (rows below it go to clustering)
+        defaults to the reference's 5 % confidence quantile."""
+        if len(reference) == 0:
+            raise EmptyWindowError("the reference has no rows")
+        stats = package_stats or {}
+        ood_threshold = float(stats["ood_threshold"]) if "ood_threshold" in stats else None
+        if ood_threshold is None:
+            ood_threshold = OODScorer().infer_threshold(reference["ood_score"], ood_fpr).threshold
+        detectors = {}
+        for group, rows in _groups(reference, min_rows=2 * min_window_rows):
+            size = max(min_window_rows, round(window_size * len(rows) / len(reference)))
+            size = min(size, len(rows) // 2)
+            detectors[group] = []
+            for detector in _detectors_for(rows, ood_threshold, max_sample, seed):
+                if progress:
+                    progress(f"{group}/{detector.feature_name}")
+                detector.infer_threshold(_column_input(rows, detector), fpr, size, n_windows, seed)
+                detectors[group].append(detector)
+        estimators = _fit_estimators(reference, stats, ood_threshold)
+        if low_confidence is None:
+            low_confidence = float(np.quantile(reference["confidence"], 0.05))
+        tracker = ClusterTracker(seed=seed) if track_clusters else None
+        return cls(detectors, ood_threshold, estimators, tracker, low_confidence, min_window_rows)
+
+    def score(self, window: pd.DataFrame, texts: Any = None, window_id: str | None = None) -> WindowReport:
+        """Score one window (``texts``: scrubbed texts aligned with ``window`` rows, for cluster examples)."""
+        if len(window) == 0:
+            raise EmptyWindowError(f"window {window_id!r} has no rows")
+        results, ood_rates, skipped = [], {}, {}
+        groups = dict(_groups(window, min_rows=1))
+        for group, detectors in self.detectors.items():
+            rows = groups.get(group)
+            if rows is None or len(rows) < self.min_window_rows:
+                skipped[group] = f"{0 if rows is None else len(rows)} rows < {self.min_window_rows}"
+                continue
+            for detector in detectors:
+                data = _column_input(rows, detector)
+                if len(data) < self.min_window_rows:
+                    skipped[f"{group}/{detector.feature_name}"] = f"{len(data)} rows with a value"
+                    continue
+                result = detector.score(data)
+                results.append(_with_group(result, group))
+                if isinstance(detector, OODRateDetector):
+                    ood_rates[group] = result.details["ood_rate"]
+        is_ood = window["ood_score"].to_numpy(float) > self.ood_threshold
+        confidence = window["confidence"]
+        accuracy = {name: estimator.estimate(confidence, is_ood) for name, estimator in self.estimators.items()}
+        accuracy["average_confidence"] = average_confidence(window["confidence"])
+        clusters = self._clusters(window, is_ood, texts, window_id)
+        return WindowReport(window_id, len(window), results, ood_rates, accuracy, clusters, skipped)
+
+    def _clusters(self, window: pd.DataFrame, is_ood: np.ndarray, texts: Any, window_id: str | None) -> list:
+        if self.tracker is None or "embedding_sketch" not in window.columns:
+            return []
+        uncertain = is_ood | (window["confidence"].to_numpy(float) < self.low_confidence)
+        chosen = np.flatnonzero(uncertain)
+        chosen_texts = None if texts is None else [list(texts)[i] for i in chosen]
+        embeddings = window["embedding_sketch"].iloc[chosen]
+        return self.tracker.update(list(embeddings), chosen_texts, window_id) if len(chosen) else []
+
+
+def _groups(frame: pd.DataFrame, min_rows: int) -> list[tuple[str, pd.DataFrame]]:
+    """``overall`` plus one frame per assistant with at least ``min_rows`` rows."""
+    groups = [(OVERALL, frame)]
+    if "assistant" in frame.columns:
+        for name in ASSISTANTS:
+            rows = frame[frame["assistant"] == name]
+            if len(rows) >= min_rows:
+                groups.append((name, rows))
+    return groups
+
+
+def _with_group(result: DetectionResult, group: str) -> DetectionResult:
+    details = {"group": group, **result.details}
+    return DetectionResult(result.score, result.threshold, result.drifted, result.method, result.feature, details)
+
+
+def _fit_estimators(reference: pd.DataFrame, stats: dict[str, Any], ood_threshold: float) -> dict[str, ATCEstimator]:
+    """ATC and OOD-aware ATC, fitted on the reference; none when no accuracy is known."""
+    if "correct" in reference.columns:
+        labels: dict[str, Any] = {"correct": reference["correct"].to_numpy(bool)}
+    elif "accuracy" in stats:
+        labels = {"accuracy": float(stats["accuracy"])}
+    else:
+        return {}
+    if reference["confidence"].isna().any():
+        raise InvalidInputError("reference confidence has NaN values")
+    is_ood = reference["ood_score"].to_numpy(float) > ood_threshold
+    return {
+        "atc": ATCEstimator().fit(reference["confidence"], **labels),
+        "ood_aware_atc": OODAwareATCEstimator().fit(reference["confidence"], is_ood=is_ood, **labels),
+    }

@@ -1,0 +1,55 @@
+"""Label-free accuracy estimates against the truth of synthetic windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.base import InvalidInputError, NotFittedError
+from detectors.performance import ATCEstimator, OODAwareATCEstimator, average_confidence, fit_threshold
+from detectors.synthetic import make_rows
+
+
+def test_fit_threshold_by_hand() -> None:
+    confidence = np.array([0.2, 0.4, 0.6, 0.8])
+    assert fit_threshold(confidence, np.zeros(4, bool), 0.75) == 0.2  # three rows above 0.2
+    # rows flagged OOD never count: with 0.8 flagged, 2 of 4 rows above the threshold need 0.6, 0.4 → t=0.2
+    assert fit_threshold(confidence, np.array([False, False, False, True]), 0.5) == 0.2
+    assert fit_threshold(confidence, np.ones(4, bool), 0.5) == -np.inf
+
+
+def test_atc_tracks_accuracy_of_a_calibrated_model_on_clean_data() -> None:
+    reference, window = make_rows(5000, seed=1), make_rows(3000, seed=2)
+    estimate = ATCEstimator().fit(reference["confidence"], correct=reference["correct"]).estimate(window["confidence"])
+    assert estimate.value == pytest.approx(window["correct"].mean(), abs=0.02)
+    assert estimate.low <= estimate.value <= estimate.high
+
+
+def test_ood_aware_estimate_is_closer_to_truth_when_unseen_intents_arrive() -> None:
+    reference, window = make_rows(5000, seed=1), make_rows(3000, seed=3, new_intent_share=0.3)
+    threshold = float(np.quantile(reference["ood_score"], 0.95))
+    flags_ref, flags_win = reference["ood_score"] > threshold, window["ood_score"] > threshold
+    truth = window["correct"].mean()
+    confidence_only = average_confidence(window["confidence"]).value
+    atc = ATCEstimator().fit(reference["confidence"], correct=reference["correct"]).estimate(window["confidence"])
+    aware = OODAwareATCEstimator().fit(reference["confidence"], correct=reference["correct"], is_ood=flags_ref)
+    aware_estimate = aware.estimate(window["confidence"], is_ood=flags_win)
+    assert abs(aware_estimate.value - truth) < abs(atc.value - truth) < abs(confidence_only - truth)
+    assert aware_estimate.details["flagged_ood_share"] > 0.2
+
+
+def test_interval_narrows_with_more_rows() -> None:
+    rng = np.random.default_rng(0)
+    small, large = average_confidence(rng.uniform(size=100)), average_confidence(rng.uniform(size=10000))
+    assert (large.high - large.low) < (small.high - small.low) / 5
+
+
+def test_errors_say_what_is_missing() -> None:
+    with pytest.raises(NotFittedError):
+        ATCEstimator().estimate([0.5])
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        ATCEstimator().fit([0.5, 0.6])
+    with pytest.raises(InvalidInputError, match="is_ood"):
+        OODAwareATCEstimator().fit([0.5, 0.6], accuracy=0.5)
+    with pytest.raises(InvalidInputError):
+        average_confidence([0.5, np.nan])
