@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 SCHEMA_VERSION = 1
 ASSISTANTS = ("shopper", "associate")
 DEFAULT_MAX_TEXT_CHARS = 512
+TS_MIN = datetime(1971, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(2105, 12, 31, tzinfo=UTC)
 
 
 class InvalidRecord(ValueError):
@@ -53,7 +55,11 @@ class UtteranceEvent(BaseModel):
     def _aware_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("ts must carry a time zone (RFC 3339)")
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
+        # ClickHouse DateTime holds 1970-01-01 .. 2106-02-07; a row outside it could never be stored.
+        if not TS_MIN <= value <= TS_MAX:
+            raise ValueError(f"ts {value.isoformat()} is outside {TS_MIN.year}..{TS_MAX.year}")
+        return value
 
     @field_validator("text")
     @classmethod

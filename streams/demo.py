@@ -1,8 +1,10 @@
 """``nlumon demo``: the whole flow on one machine, with a summary read back from ClickHouse.
 
-Steps: start Kafka and ClickHouse (idempotent) → start a stream worker as a child process →
-replay generated retail traffic with malformed records mixed in → wait until every record is
-accounted for in ClickHouse → print what flowed where → stop the worker.
+Steps: start Kafka and ClickHouse (idempotent) → make sure a model package is in service (trains
+a small one the first time) → start a stream worker as a child process → replay the ``demo``
+scenario (stable traffic, then a new product line, then an out-of-scope burst, with malformed
+records mixed in) → wait until every record is accounted for in ClickHouse → print what flowed
+where, window by window → stop the worker.
 """
 
 from __future__ import annotations
@@ -12,24 +14,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from nlumon.schema import connect
 from nlumon.services import services_down, services_up
 from nlumon.settings import Settings
-from streams.replay import produce, sample_events
+from streams.replay import format_timeline, produce, save_truth
+from streams.scenarios import scenario_events, timeline_document
 
 Echo = Callable[[str], None]
+DEMO_WINDOWS = 10  # the replay's simulated time spans this many monitoring windows
 
 
-def start_worker_process(settings: Settings, log_path: str, worker_id: str = "demo-worker") -> subprocess.Popen:
+def start_worker_process(settings: Settings, log_path: Path, worker_id: str = "demo-worker") -> subprocess.Popen:
     """A worker as a child process with the same settings (passed through the environment)."""
     env = {**os.environ, **settings_env(settings)}
-    log_file = open(log_path, "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "nlumon.cli", "worker", "--worker-id", worker_id],
-        env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
+    with open(log_path, "ab") as log_file:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "nlumon.cli", "worker", "--worker-id", worker_id],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -44,20 +49,37 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def wait_for_rows(settings: Settings, since: datetime, expected: int, timeout_s: float) -> tuple[int, int]:
-    """Poll ClickHouse until accepted + dead-lettered rows since ``since`` reach ``expected``."""
+def ensure_model(settings: Settings, echo: Echo) -> Path:
+    """The package in service; trains the quick demo model and promotes it when there is none."""
+    configured = Path(settings.model.package_path)
+    if configured.exists():
+        return configured.resolve()
+    from model_runtime.pipeline import TrainRequest, train_to_package
+    from model_runtime.registry import CURRENT, promote
+
+    registry = configured.parent if configured.name == CURRENT else None
+    out = (registry or configured.parent) / "quick"
+    echo(f"    no model at {configured}: training the quick demo model into {out} (a few minutes on 2 cores) ...")
+    package = train_to_package(TrainRequest(corpus="retail", quick=True, device="auto"), out)
+    if registry is not None:
+        promote(package.path, registry)
+        echo(f"    promoted {package.version} as {configured}")
+    else:
+        out.rename(configured)
+    return configured.resolve()
+
+
+def wait_for_rows(settings: Settings, since: datetime, expected: int, timeout_s: float, worker) -> tuple[int, int]:
+    """Poll ClickHouse until predicted + dead-lettered rows since ``since`` reach ``expected``."""
     client = connect(settings.clickhouse)
     deadline = time.monotonic() + timeout_s
     accepted = dead = 0
+    params = {"since": since.replace(tzinfo=None)}
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and worker.poll() is None:
             accepted = client.execute(
-                "SELECT uniqExact(id) FROM utterance_log WHERE ingested_at >= %(since)s",
-                {"since": since.replace(tzinfo=None)},
-            )[0][0]
-            dead = client.execute(
-                "SELECT count() FROM dead_letters FINAL WHERE ts >= %(since)s", {"since": since.replace(tzinfo=None)},
-            )[0][0]
+                "SELECT uniqExact(id) FROM predictions WHERE ingested_at >= %(since)s", params)[0][0]
+            dead = client.execute("SELECT count() FROM dead_letters FINAL WHERE ts >= %(since)s", params)[0][0]
             if accepted + dead >= expected:
                 break
             time.sleep(1)
@@ -68,27 +90,35 @@ def wait_for_rows(settings: Settings, since: datetime, expected: int, timeout_s:
 
 def run_demo(
     settings: Settings, *, count: int, keep_services: bool, echo: Echo,
-    malformed_share: float = 0.02, seed: int | None = None,
+    malformed_share: float = 0.02, seed: int | None = None, scenario: str = "demo",
 ) -> dict[str, int]:
     """Run the demo; returns the counts it printed (sent, accepted, dead)."""
-    echo("1/4 starting Kafka and ClickHouse (real services, 127.0.0.1) ...")
+    echo("1/5 starting Kafka and ClickHouse (real services, 127.0.0.1) ...")
     outcome = services_up(settings)
     echo(f"    kafka {outcome['kafka']} at {settings.kafka.bootstrap_servers}; "
          f"clickhouse {outcome['clickhouse']} at {settings.clickhouse.host}:{settings.clickhouse.port}")
+    echo("2/5 model package ...")
+    echo(f"    serving {ensure_model(settings, echo)}")
     log_dir = settings.services.run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     worker_log = log_dir / "demo-worker.log"
-    echo(f"2/4 starting a stream worker (log: {worker_log}) ...")
-    worker = start_worker_process(settings, str(worker_log))
+    echo(f"3/5 starting a stream worker (log: {worker_log}) ...")
+    worker = start_worker_process(settings, worker_log)
     since = datetime.now(UTC).replace(microsecond=0)
+    spacing_ms = settings.monitor.window_s * 1000 * DEMO_WINDOWS / count
+    start = since - timedelta(milliseconds=spacing_ms * count)
+    seed = int(time.time()) if seed is None else seed
+    timeline = timeline_document(scenario, count, seed, start, spacing_ms)
     try:
-        echo(f"3/4 replaying {count} retail utterances ({malformed_share:.0%} malformed) "
-             f"into topic '{settings.topics.utterances}' ...")
-        records = sample_events(count, seed=int(time.time()) if seed is None else seed,
-                                malformed_share=malformed_share)
-        sent = produce(settings, records, progress=True, total=count)
-        echo("4/4 waiting until ClickHouse holds a row for every record ...")
-        accepted, dead = wait_for_rows(settings, since, sent, timeout_s=120)
+        echo(f"4/5 replaying {count} events into '{settings.topics.utterances}' "
+             f"({malformed_share:.0%} malformed mixed in):")
+        echo(format_timeline(timeline))
+        events = scenario_events(scenario, count, seed=seed, start=start, spacing_ms=spacing_ms,
+                                 malformed_share=malformed_share)
+        truth_dir = settings.services.run_dir / "replays" / f"demo-{since:%Y%m%dT%H%M%S}"
+        sent = produce(settings, save_truth(truth_dir, timeline, events), progress=True, total=count)
+        echo("5/5 waiting until ClickHouse holds a row for every record ...")
+        accepted, dead = wait_for_rows(settings, since, sent, timeout_s=300, worker=worker)
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode}; see {worker_log}")
     finally:
@@ -98,6 +128,9 @@ def run_demo(
         except subprocess.TimeoutExpired:
             worker.kill()
     print_summary(settings, since, sent, accepted, dead, echo)
+    echo(f"timeline and per-event truth: {truth_dir}")
+    report = write_report(settings, start, since + timedelta(minutes=1))
+    echo(f"report: {report} (open it in a browser)")
     if not keep_services:
         services_down(settings)
         echo("services stopped")
@@ -106,26 +139,47 @@ def run_demo(
     return {"sent": sent, "accepted": accepted, "dead": dead}
 
 
-def print_summary(settings: Settings, since: datetime, sent: int, accepted: int, dead: int, echo: Echo) -> None:
+def write_report(settings: Settings, start: datetime, end: datetime) -> Path:
+    """The local HTML report over the replay's (simulated) time range."""
+    from dashboards.report import build_report
+    from dashboards.report.data import clickhouse_executor
+
+    out = settings.services.run_dir / "reports" / "demo-report.html"
     client = connect(settings.clickhouse)
     try:
-        by_assistant = client.execute(
-            "SELECT assistant, uniqExact(id), avg(text_chars) FROM utterance_log "
-            "WHERE ingested_at >= %(since)s GROUP BY assistant ORDER BY assistant",
-            {"since": since.replace(tzinfo=None)},
+        build_report(clickhouse_executor(client), out, start=start, end=end, environment=settings.environment)
+    finally:
+        client.disconnect()
+    return out
+
+
+def print_summary(settings: Settings, since: datetime, sent: int, accepted: int, dead: int, echo: Echo) -> None:
+    window = settings.monitor.window_s
+    params = {"since": since.replace(tzinfo=None)}
+    client = connect(settings.clickhouse)
+    try:
+        windows = client.execute(
+            f"SELECT toDateTime(intDiv(toUInt32(ts), {window}) * {window}) AS window_start, count(), "
+            "avg(confidence), avg(is_ood), avg(entropy), any(model_version) "
+            "FROM predictions FINAL WHERE ingested_at >= %(since)s GROUP BY window_start ORDER BY window_start",
+            params,
         )
         reasons = client.execute(
             "SELECT reason, count() FROM dead_letters FINAL WHERE ts >= %(since)s GROUP BY reason ORDER BY reason",
-            {"since": since.replace(tzinfo=None)},
+            params,
         )
     finally:
         client.disconnect()
     echo("")
     echo("what flowed where")
-    echo(f"  replay  -> kafka '{settings.topics.utterances}':        {sent} records")
-    echo(f"  worker  -> clickhouse utterance_log:    {accepted} accepted utterances")
-    echo(f"  worker  -> kafka '{settings.topics.dead_letter}' + dead_letters: {dead} malformed records")
-    for assistant, rows, mean_chars in by_assistant:
-        echo(f"    {assistant:10} {rows:6} utterances, mean length {mean_chars:.0f} characters")
+    echo(f"  replay -> kafka '{settings.topics.utterances}': {sent} records")
+    echo(f"  worker -> clickhouse predictions + kafka '{settings.topics.predictions}': {accepted} utterances")
+    echo(f"  worker -> kafka '{settings.topics.dead_letter}' + clickhouse dead_letters: {dead} malformed records")
     for reason, rows in reasons:
-        echo(f"    dead letter x{rows}: {reason[:90]}")
+        echo(f"    {rows:4} x {reason[:90]}")
+    echo("")
+    echo(f"per {window // 60}-minute window (simulated event time):")
+    echo("  window start (UTC)     rows  mean conf  OOD rate  entropy  model")
+    for window_start, rows, confidence, ood_rate, entropy, version in windows:
+        echo(f"  {window_start:%Y-%m-%d %H:%M}  {rows:6}  {confidence:9.3f}  {ood_rate:8.1%}  {entropy:7.3f}"
+             f"  {version}")

@@ -1,51 +1,23 @@
-"""Produce utterance events to Kafka (``nlumon replay``) from the retail generator or a JSONL file."""
+"""Produce utterance events to Kafka (``nlumon replay``): scenarios (``streams.scenarios``) or a JSONL file."""
 
 from __future__ import annotations
 
 import json
-import random
 import time
-import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from nlumon.records import UtteranceEvent
 from nlumon.settings import Settings
 
 # Kinds of malformed record mixed into a replay, each a way real producers break the contract.
 MALFORMED_KINDS = ("bad_json", "missing_field", "empty_text", "control_chars", "wrong_assistant", "too_long")
 
 
-def sample_events(
-    count: int, *, seed: int = 0, malformed_share: float = 0.0, start: datetime | None = None,
-) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) records: retail utterances from the generator, with malformed ones mixed in."""
-    from model_runtime.data.retail import GeneratorConfig, iter_examples
-
-    rng = random.Random(seed)
-    start = start or datetime.now(UTC)
-    examples = iter_examples(GeneratorConfig(n=count, seed=seed))
-    for index, example in zip(range(count), examples, strict=False):
-        session = f"s-{seed}-{index // 4}"
-        if rng.random() < malformed_share:
-            yield session.encode(), malformed_record(rng, index)
-            continue
-        event = UtteranceEvent(
-            id=f"u-{seed}-{index}-{uuid.UUID(int=rng.getrandbits(128)).hex[:8]}",
-            ts=start + timedelta(milliseconds=index),
-            assistant=example.assistant,
-            session_id=session,
-            text=example.text,
-            channel="voice" if rng.random() < 0.7 else "text",
-            asr_confidence=round(rng.uniform(0.6, 1.0), 3),
-        )
-        yield session.encode(), event.to_json()
-
-
-def malformed_record(rng: random.Random, index: int) -> bytes:
+def malformed_record(index: int, ts: datetime | None = None) -> bytes:
+    """One record that breaks the wire contract, of a kind chosen by ``index``."""
     kind = MALFORMED_KINDS[index % len(MALFORMED_KINDS)]
-    base = {"id": f"bad-{index}", "ts": datetime.now(UTC).isoformat(), "assistant": "shopper",
+    base = {"id": f"bad-{index}", "ts": (ts or datetime.now(UTC)).isoformat(), "assistant": "shopper",
             "session_id": "s-bad", "text": "add milk to my cart"}
     if kind == "bad_json":
         return b'{"id": "bad-%d", "text": ' % index
@@ -105,3 +77,21 @@ def produce(
         bar.close()
         producer.close(timeout=10)
     return sent
+
+
+def save_truth(out_dir: Path, timeline: dict, events: Iterable) -> Iterator[tuple[bytes, bytes]]:
+    """Write ``timeline.json`` now and ``truth.jsonl`` while the events pass through to the producer."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    with open(out_dir / "truth.jsonl", "w") as truth:
+        for event in events:
+            truth.write(json.dumps(event.truth) + "\n")
+            yield event.key, event.value
+
+
+def format_timeline(timeline: dict) -> str:
+    lines = [f"scenario {timeline['scenario']}: {timeline['description']}",
+             f"  {timeline['count']} events, simulated time {timeline['start']} .. {timeline['end']}"]
+    for phase in timeline["phases"]:
+        lines.append(f"  {phase['start']:>5.0%} .. {phase['end']:>5.0%}  {phase['name']:10} {phase['description']}")
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,16 @@ def services() -> Iterator[Settings]:
 def unique() -> str:
     """A short unique suffix for topic names, ids and group ids, so tests never see each other's data."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def quick_model() -> Path:
+    """The quick demo model (trained once into .run/test/models/quick: ~4 minutes on 2 cores, then reused)."""
+    from model_runtime.package import load_package
+    from model_runtime.pipeline import TrainRequest, train_to_package
+
+    out = PROJECT_ROOT / ".run" / "test" / "models" / "quick"
+    try:
+        return load_package(out).path
+    except Exception:  # missing or stale: train it
+        return train_to_package(TrainRequest(corpus="retail", quick=True, device="cpu"), out).path

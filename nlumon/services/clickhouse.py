@@ -11,7 +11,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from nlumon.schema import connect, ensure_schema
-from nlumon.services.process import ManagedProcess, ServiceError
+from nlumon.services.process import ManagedProcess, ServiceError, refuse_foreign_listener
 from nlumon.settings import Settings
 
 CONFIG_XML = """\
@@ -99,6 +99,8 @@ class ClickHouseServer:
                     f"{self.settings.clickhouse.server_binary} not found: run scripts/bootstrap.sh "
                     "(or apt-get install clickhouse-server)"
                 )
+            ch = self.settings.clickhouse
+            refuse_foreign_listener("clickhouse", ch.host, [ch.port, ch.http_port])
             config = self.configure()
             self.process.start([binary, f"--config-file={config}"], cwd=self.home)
             started = True

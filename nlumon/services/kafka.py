@@ -13,7 +13,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from nlumon.services.process import ManagedProcess, ServiceError
+from nlumon.services.process import ManagedProcess, ServiceError, refuse_foreign_listener
 from nlumon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class KafkaBroker:
         if self.process.pid() is not None:
             self.wait_ready()
             return False
+        refuse_foreign_listener("kafka", self.host, [self.port, self.settings.kafka.controller_port])
         self.install()
         self.configure()
         self.process.start(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -102,6 +103,23 @@ class ManagedProcess:
             return "\n".join(self.console_log.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no output)"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def refuse_foreign_listener(name: str, host: str, ports: list[int]) -> None:
+    """Before starting ``name``: a port already taken means another program (or another checkout) owns it."""
+    taken = [port for port in ports if port_in_use(host, port)]
+    if taken:
+        raise ServiceError(
+            f"cannot start {name}: {host}:{', '.join(map(str, taken))} already in use by a process this checkout "
+            "did not start (another checkout's services?). Stop it, or choose other ports in the settings."
+        )
 
 
 def _cmdline(pid: int) -> str | None:

@@ -12,13 +12,17 @@ from streams.demo import run_demo
 pytestmark = pytest.mark.e2e
 
 
-def test_every_record_ends_in_clickhouse_or_the_dead_letter_topic(services):
+def test_every_record_ends_in_clickhouse_or_the_dead_letter_topic(services, quick_model):
+    settings = services.model_copy(update={"model": services.model.model_copy(update={"package_path": quick_model})})
     lines: list[str] = []
-    counts = run_demo(services, count=400, keep_services=True, echo=lines.append, malformed_share=0.1, seed=7)
+    counts = run_demo(settings, count=400, keep_services=True, echo=lines.append, malformed_share=0.1, seed=7)
     assert counts["sent"] == 400
     assert counts["accepted"] + counts["dead"] == 400
     assert 15 <= counts["dead"] <= 70  # ~10 % malformed, seeded
     assert any("what flowed where" in line for line in lines)
+    report = next(line for line in lines if line.startswith("report: ")).split()[1]
+    page = open(report, encoding="utf-8").read()
+    assert "Live traffic" in page and "<svg" in page
 
     consumer = KafkaConsumer(
         services.topics.dead_letter, bootstrap_servers=services.kafka.bootstrap_servers,

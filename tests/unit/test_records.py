@@ -34,6 +34,8 @@ def test_a_valid_event_parses_and_time_is_normalised_to_utc():
         (encode(assistant="cashier"), "field 'assistant'"),
         (encode(asr_confidence=1.5), "field 'asr_confidence'"),
         (encode(ts="2026-11-23T10:00:00"), "time zone"),
+        (encode(ts="1969-07-20T20:17:00Z"), "outside 1971..2105"),
+        (encode(ts="2200-01-01T00:00:00Z"), "outside 1971..2105"),
         (encode(text="a" * 600), "more than 512"),
         (encode(id=""), "field 'id'"),
     ],

@@ -1,0 +1,230 @@
+"""Stream pipeline throughput and latency, against the bare model and a naive baseline, in one run.
+
+Measures, on real Kafka and ClickHouse (started if needed, on the test ports):
+  1. bare model: utterances/s of ``runtime.predict`` alone at the serving batch size;
+  2. pipeline: sustained utterances/s from `utterances` to durable ClickHouse rows through one
+     `nlumon worker` (a backlog is produced first, then the worker drains it);
+  3. latency: p50/p95 from producer send to the row being visible in ClickHouse, at 50 % of the
+     pipeline's rate (visibility is polled every 50 ms, so figures carry up to ~50 ms of resolution);
+  4. naive baseline: one inference and one single-row insert per message, same model;
+  and the worker's peak RSS. Saves benchmarks/results/stream.json.
+
+    python benchmarks/stream.py --package models/quick --count 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nlumon.schema import connect  # noqa: E402
+from nlumon.services import services_up  # noqa: E402
+from streams.replay import produce  # noqa: E402
+from streams.scenarios import scenario_events  # noqa: E402
+from tests.conftest import make_test_settings  # noqa: E402
+from tests.integration.workers import Worker, isolated  # noqa: E402
+
+
+def count_rows(settings, prefix: str) -> int:
+    client = connect(settings.clickhouse)
+    try:
+        return client.execute("SELECT uniqExact(id) FROM predictions WHERE id LIKE %(p)s", {"p": prefix + "%"})[0][0]
+    finally:
+        client.disconnect()
+
+
+def bare_model(package: Path, texts: list[str], batch: int) -> float:
+    from model_runtime.runtime import load_runtime
+
+    runtime = load_runtime(package)
+    runtime.predict(texts[:batch])  # warm-up
+    started = time.perf_counter()
+    for first in range(0, len(texts), batch):
+        runtime.predict(texts[first:first + batch])
+    elapsed = time.perf_counter() - started
+    runtime.close()
+    return len(texts) / elapsed
+
+
+def events(prefix: str, count: int, seed: int) -> list:
+    return list(scenario_events("stable", count, seed=seed))
+
+
+def retag(event_list: list, prefix: str) -> list[tuple[bytes, bytes, str]]:
+    """(key, value, id) with ids that start with ``prefix`` (so the benchmark counts only its own rows)."""
+    out = []
+    for event in event_list:
+        payload = json.loads(event.value)
+        payload["id"] = f"{prefix}{payload['id']}"
+        out.append((event.key, json.dumps(payload).encode(), payload["id"]))
+    return out
+
+
+def pipeline_rate(settings, records, prefix: str, log_dir: Path) -> tuple[float, int]:
+    produce(settings, ((k, v) for k, v, _ in records))
+    worker = Worker(settings, "bench", log_dir)
+    try:
+        while count_rows(settings, prefix) == 0:
+            assert worker.alive(), worker.output()
+            time.sleep(0.05)
+        first_seen, first_count = time.perf_counter(), count_rows(settings, prefix)
+        while (done := count_rows(settings, prefix)) < len(records):
+            assert worker.alive(), worker.output()
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - first_seen
+        peak_rss_kb = int(next(line.split()[1] for line in open(f"/proc/{worker.process.pid}/status")
+                               if line.startswith("VmHWM")))
+        return (done - first_count) / elapsed, peak_rss_kb
+    finally:
+        worker.stop()
+
+
+def latency_at(settings, records, rate: float, log_dir: Path) -> list[float]:
+    sent_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    worker = Worker(settings, "bench-latency", log_dir)
+    time.sleep(12)  # model loaded and partitions assigned before the clock starts
+
+    def send() -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=0)
+        started = time.perf_counter()
+        for index, (key, value, event_id) in enumerate(records):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent_at[event_id] = time.perf_counter()
+            producer.send(settings.topics.utterances, key=key, value=value)
+        producer.flush()
+        producer.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    client = connect(settings.clickhouse)
+    try:
+        deadline = time.monotonic() + len(records) / rate + 60
+        while len(seen_at) < len(records) and time.monotonic() < deadline:
+            pending = tuple(i for i in list(sent_at) if i not in seen_at)[:5000]
+            if pending:
+                for (event_id,) in client.execute("SELECT id FROM predictions WHERE id IN %(ids)s", {"ids": pending}):
+                    seen_at.setdefault(event_id, time.perf_counter())
+            time.sleep(0.05)
+    finally:
+        client.disconnect()
+        sender.join()
+        worker.stop()
+    return sorted((seen_at[i] - sent_at[i]) * 1000 for i in seen_at)
+
+
+def naive_rate(settings, package: Path, records, limit_s: float = 30.0) -> float:
+    """One message at a time: consume, predict alone, insert one row, commit."""
+    from kafka import KafkaConsumer
+
+    from streams.model_service import ModelService
+    from streams.pipeline import BatchPipeline, RawRecord
+
+    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"package_path": package})})
+    model = ModelService(settings.model).start()
+    pipeline = BatchPipeline(settings)
+    produce(settings, ((k, v) for k, v, _ in records))
+    consumer = KafkaConsumer(settings.topics.utterances, bootstrap_servers=settings.kafka.bootstrap_servers,
+                             group_id=f"naive-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=10000)
+    client = connect(settings.clickhouse)
+    done, started = 0, time.perf_counter()
+    try:
+        for message in consumer:
+            result = pipeline.process([RawRecord(message.value, message.key, message.partition, message.offset,
+                                                 message.topic, message.timestamp / 1000)], model)
+            for row in result.rows.get("predictions", []):
+                client.execute(f"INSERT INTO predictions ({', '.join(row)}) VALUES", [tuple(row.values())])
+            consumer.commit()
+            done += 1
+            if time.perf_counter() - started > limit_s or done >= len(records):
+                break
+    finally:
+        elapsed = time.perf_counter() - started
+        consumer.close()
+        client.disconnect()
+        model.runtime.close()
+    return done / elapsed
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    import clickhouse_driver
+    import faust
+    import onnxruntime
+
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "faust": faust.__version__, "onnxruntime": onnxruntime.__version__,
+            "clickhouse_driver": clickhouse_driver.__version__}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--package", type=Path, default=ROOT / "models" / "quick", help="model package to serve")
+    parser.add_argument("--count", type=int, default=6000, help="events in the backlog for the sustained rate")
+    parser.add_argument("--batch", type=int, default=64, help="serving micro-batch size")
+    parser.add_argument("--latency-seconds", type=float, default=30.0, help="length of the latency run")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stream.json")
+    args = parser.parse_args()
+
+    base = make_test_settings(stream={"max_batch": args.batch, "metrics_port": 0, "sink_flush_s": 0.2})
+    services_up(base)
+    run = uuid.uuid4().hex[:8]
+    log_dir = ROOT / ".run" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def settings_for(name: str):
+        return isolated(base, f"{name}-{run}", model={"package_path": args.package.resolve()})
+
+    texts = [json.loads(e.value)["text"] for e in events("bare", 2000, 1)]
+    bare = bare_model(args.package, texts, args.batch)
+    print(f"bare model        {bare:8.1f} utt/s (batch {args.batch})")
+    backlog = retag(events("rate", args.count, 2), f"r{run}-")
+    rate, rss_kb = pipeline_rate(settings_for("rate"), backlog, f"r{run}-", log_dir)
+    print(f"pipeline          {rate:8.1f} utt/s  ({rate / bare:.0%} of the bare model), "
+          f"worker peak RSS {rss_kb / 1024:.0f} MiB")
+    half = rate / 2
+    latency_records = retag(events("lat", int(half * args.latency_seconds), 3), f"l{run}-")
+    latencies = latency_at(settings_for("lat"), latency_records, half, log_dir)
+    p50, p95 = statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
+    print(f"latency @ {half:.0f}/s   p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
+          f"({len(latencies)} of {len(latency_records)} seen)")
+    naive = naive_rate(settings_for("naive"), args.package.resolve(), retag(events("naive", 3000, 4), f"n{run}-"))
+    print(f"naive baseline    {naive:8.1f} utt/s  (pipeline is {rate / naive:.1f}x)")
+
+    result = {
+        "command": " ".join(sys.argv), "date": datetime.now(UTC).isoformat(), "machine": machine(),
+        "package": str(args.package), "batch": args.batch,
+        "bare_model_utt_per_s": round(bare, 1),
+        "pipeline_utt_per_s": round(rate, 1),
+        "pipeline_fraction_of_bare": round(rate / bare, 3),
+        "latency_rate_utt_per_s": round(half, 1),
+        "latency_p50_ms": round(p50, 1), "latency_p95_ms": round(p95, 1), "latency_samples": len(latencies),
+        "naive_utt_per_s": round(naive, 1),
+        "pipeline_over_naive": round(rate / naive, 2),
+        "worker_peak_rss_mib": round(rss_kb / 1024, 1),
+        "targets": {"pipeline_over_naive": 10, "pipeline_fraction_of_bare": 0.75},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The model in service, and its hot reload.
+
+``settings.model.package_path`` names a model package folder or a registry's ``current`` link
+(``nlumon model promote`` swaps that link with one rename). ``ModelService.poll`` notices when the
+path resolves somewhere new, loads the new package beside the old one (hashes verified by
+``load_runtime``), runs a smoke prediction, and only then becomes the new model; the agent swaps
+between batches, so every row names the version that really produced it. A package that fails to
+load or check is logged and counted, and the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlumon.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+SMOKE_TEXTS = ("add two cartons of milk to my cart", "is jordan on shift tomorrow")
+# Share of in-distribution dev utterances allowed above the OOD threshold when the package does not
+# carry its own threshold (ARCHITECTURE.md: thresholds from held-out in-distribution data).
+DEFAULT_OOD_FPR = 0.05
+
+
+class ModelUnavailableError(RuntimeError):
+    """No usable model package at the configured path."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    runtime: Any  # model_runtime.runtime.Runtime
+    path: Path  # the resolved package folder
+    version: str
+    backend: str
+    reference: Any  # model_runtime.reference.ReferenceStats, loaded once
+    ood_threshold: float
+
+    def ood_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.reference.mahalanobis(embeddings)
+
+    def sketches(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.reference.sketch(embeddings)
+
+
+def ood_threshold_of(package: Any, reference: Any, fpr: float = DEFAULT_OOD_FPR) -> float:
+    """The package's OOD threshold, else the (1 - fpr) quantile of its dev Mahalanobis scores."""
+    threshold = package.manifest.get("ood", {}).get("mahalanobis_threshold")
+    if threshold is not None:
+        return float(threshold)
+    try:
+        scores = reference.values("mahalanobis", "dev")
+    except KeyError:  # older packages: score the reference embedding sample instead
+        scores = reference.mahalanobis(reference.arrays["embedding_sample"])
+    return float(np.quantile(scores, 1.0 - fpr))
+
+
+class ModelService:
+    """Loads the configured package and hot-reloads a newly promoted one."""
+
+    def __init__(self, settings: ModelSettings, *, ood_fpr: float = DEFAULT_OOD_FPR) -> None:
+        self.settings = settings
+        self.ood_fpr = ood_fpr
+        self.current: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._last_failed: Path | None = None
+
+    def resolved_path(self) -> Path | None:
+        path = Path(self.settings.package_path)
+        return path.resolve() if path.exists() else None
+
+    def load(self, path: Path) -> LoadedModel:
+        """Load and smoke-test the package at ``path`` (not yet in service)."""
+        from model_runtime.runtime import load_runtime
+
+        runtime = load_runtime(
+            path, self.settings.backend, allow_cpu_fallback=self.settings.allow_cpu_fallback,
+            intra_op_threads=self.settings.intra_op_threads,
+        )
+        try:
+            predictions = runtime.predict(list(SMOKE_TEXTS))
+            if len(predictions) != len(SMOKE_TEXTS) or not all(np.isfinite(p.confidence) for p in predictions):
+                raise ModelUnavailableError(f"package {path} failed its smoke prediction")
+            reference = runtime.package.reference()
+            model = LoadedModel(runtime, path, runtime.model_version, runtime.backend, reference,
+                                ood_threshold_of(runtime.package, reference, self.ood_fpr))
+        except Exception:
+            runtime.close()
+            raise
+        return model
+
+    def start(self) -> LoadedModel:
+        path = self.resolved_path()
+        if path is None:
+            raise ModelUnavailableError(
+                f"no model package at {self.settings.package_path}: train one with "
+                "`nlumon model train --quick --out models/quick` and promote it, or set NLUMON_MODEL__PACKAGE_PATH"
+            )
+        self.current = self.load(path)
+        log.info("serving model %s from %s (%s)", self.current.version, path, self.current.backend)
+        return self.current
+
+    def poll(self) -> LoadedModel | None:
+        """Load a newly promoted package if there is one; return it once it is ready, else None."""
+        path = self.resolved_path()
+        if path is None or self.current is None or path == self.current.path or path == self._last_failed:
+            return None
+        started = time.perf_counter()
+        try:
+            candidate = self.load(path)
+        except Exception as error:
+            self._last_failed = path
+            log.error("new model package at %s was NOT loaded (still serving %s): %s", path,
+                      self.current.version, error)
+            raise
+        log.info("loaded model %s from %s in %.1f s; swapping after the current batch",
+                 candidate.version, path, time.perf_counter() - started)
+        return candidate
+
+    def swap(self, candidate: LoadedModel) -> LoadedModel:
+        """Put ``candidate`` in service (call between batches); the old runtime is closed."""
+        with self._lock:
+            old, self.current = self.current, candidate
+        if old is not None:
+            old.runtime.close()
+        return candidate
