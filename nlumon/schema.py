@@ -108,11 +108,132 @@ CREATE TABLE IF NOT EXISTS {db}.model_versions (
 ORDER BY (model_version, worker, loaded_at)
 """
 
+# One row per (window, assistant) the monitor scored; assistant 'all' is the whole traffic.
+MONITOR_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.monitor_windows (
+    window_start DateTime,
+    window_end DateTime,
+    assistant String,
+    model_version String,
+    rows UInt32,
+    mean_confidence Float32,
+    ood_rate Float32,
+    accuracy_estimate Float32,
+    accuracy_low Float32,
+    accuracy_high Float32,
+    dead_letters UInt32,
+    drifted UInt8,
+    drifted_features Array(String),
+    report_path String,
+    scored_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, assistant)
+"""
+
+# One row per detector result: (window, assistant, feature, method).
+DRIFT_RESULTS = """
+CREATE TABLE IF NOT EXISTS {db}.drift_results (
+    window_start DateTime,
+    window_end DateTime,
+    assistant String,
+    feature String,
+    method String,
+    score Float64,
+    threshold Float64,
+    drifted UInt8,
+    details String,
+    scored_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, assistant, feature, method)
+"""
+
+# Emerging clusters of OOD / low-confidence utterances, as seen in each window.
+OOD_CLUSTERS = """
+CREATE TABLE IF NOT EXISTS {db}.ood_clusters (
+    window_start DateTime,
+    cluster_id String,
+    assistant String,
+    size UInt32,
+    growth Float32,
+    first_seen DateTime,
+    examples Array(String),
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, cluster_id)
+"""
+
+# Alert lifecycle events (firing, repeat, resolved), mirrored from the alert store for dashboards.
+ALERT_EVENTS = """
+CREATE TABLE IF NOT EXISTS {db}.alert_events (
+    event_id String,
+    ts DateTime,
+    rule String,
+    metric String,
+    assistant String,
+    severity String,
+    state String,
+    value Float64,
+    threshold Float64,
+    window_start DateTime,
+    window_end DateTime,
+    summary String,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (ts, event_id)
+"""
+
+# Webhook delivery state, mirrored from the outbox: one row per (webhook id, receiver), latest wins.
+ALERT_DELIVERIES = """
+CREATE TABLE IF NOT EXISTS {db}.alert_deliveries (
+    webhook_id String,
+    receiver String,
+    event_id String,
+    state String,
+    attempts UInt32,
+    last_error String,
+    updated_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+ORDER BY (webhook_id, receiver)
+"""
+
+# Samples flagged for labelers; one row per normalised text (text_hash), latest flag wins.
+LABELING_QUEUE = """
+CREATE TABLE IF NOT EXISTS {db}.labeling_queue (
+    item_id String,
+    text_hash String,
+    flagged_at DateTime,
+    window_start DateTime,
+    assistant String,
+    model_version String,
+    text_scrubbed String,
+    intent String,
+    slot_types Array(String),
+    slot_values Array(String),
+    reasons Array(String),
+    priority Float32,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+ORDER BY text_hash
+"""
+
 TABLES: dict[str, str] = {
     "predictions": PREDICTIONS,
     "dead_letters": DEAD_LETTERS,
     "utterance_log": UTTERANCE_LOG,
     "model_versions": MODEL_VERSIONS,
+    "monitor_windows": MONITOR_WINDOWS,
+    "drift_results": DRIFT_RESULTS,
+    "ood_clusters": OOD_CLUSTERS,
+    "alert_events": ALERT_EVENTS,
+    "alert_deliveries": ALERT_DELIVERIES,
+    "labeling_queue": LABELING_QUEUE,
 }
 
 

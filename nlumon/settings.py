@@ -107,6 +107,40 @@ class MonitorSettings(_Group):
     max_sample: int = Field(2000, ge=10, description="bound on rows per window for O(n^2) tests")
 
 
+class AlertSettings(_Group):
+    """Alert rules, webhook receivers and the durable outbox (see ``alerts/``)."""
+
+    rules_path: Path = Field(PROJECT_ROOT / "alerts" / "default_rules.yaml", description="alert rules YAML")
+    receivers_path: Path | None = Field(None, description="webhook receivers YAML; none = alerts stay queued")
+    store_path: Path | None = Field(None, description="SQLite alert state + outbox; default <run_dir>/alerts.db")
+    retry_base_s: float = Field(1.0, gt=0, description="first webhook retry backoff")
+    retry_cap_s: float = Field(300.0, gt=0, description="longest backoff between two webhook attempts")
+    retry_horizon_s: float = Field(86400.0, gt=0, description="give a webhook up (dead) this long after queueing")
+    lease_s: float = Field(60.0, gt=0, description="a claimed delivery is retried by another sender after this")
+    report_base_url: str = Field("", description="URL prefix for Evidently reports in alerts; empty = file path")
+    dashboard_url: str = Field("", description="dashboard link put into alert evidence; empty = none")
+
+    @field_validator("receivers_path", "store_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # environment variables cannot say None: "" and "None" (what str(None) gives) mean unset
+        return None if isinstance(value, str) and value.strip() in ("", "None", "none") else value
+
+    def resolved_store_path(self, run_dir: Path) -> Path:
+        """``store_path``, or ``<run_dir>/alerts.db`` when unset."""
+        return self.store_path if self.store_path is not None else Path(run_dir) / "alerts.db"
+
+
+class LabelingSettings(_Group):
+    """Which predictions the monitor sends to the labeling queue, and how many per day."""
+
+    daily_budget: int = Field(500, ge=0, description="items queued per (UTC) day of traffic")
+    max_per_window: int = Field(100, ge=0, description="items queued from one monitoring window at most")
+    low_confidence: float = Field(0.5, ge=0, le=1, description="confidence below this flags a prediction")
+    small_margin: float = Field(0.1, ge=0, le=1, description="top-1 minus top-2 probability below this flags")
+    candidates_per_window: int = Field(5000, ge=1, description="flag candidates read from one window at most")
+
+
 class ServiceSettings(_Group):
     run_dir: Path = Field(PROJECT_ROOT / ".run", description="data, logs and pid files of local services")
     start_timeout_s: float = Field(90.0, gt=0)
@@ -130,6 +164,8 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     monitor: MonitorSettings = MonitorSettings()
     services: ServiceSettings = ServiceSettings()
+    alerts: AlertSettings = AlertSettings()
+    labeling: LabelingSettings = LabelingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
     import faust
 
     from streams.agents import attach_agents
+    from streams.monitor_service import attach_monitor
 
     app = faust.App(
         settings.kafka.consumer_group,  # the app id is the consumer group of the workers
@@ -35,4 +36,5 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         producer_acks=-1,
     )
     attach_agents(app, settings, worker_id=worker_id)
+    attach_monitor(app, settings)  # a leader-only timer: one worker of the group scores the windows
     return app

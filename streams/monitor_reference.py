@@ -1,0 +1,190 @@
+"""What the monitor compares a window with: fitted detector suites, built once per model version and period.
+
+Three references (``monitor.reference``):
+
+- ``package``: the model package's reference statistics. Rows are the training-split sample whose embeddings
+  the package keeps (features, 32-d sketch, Mahalanobis OOD score, all aligned); the predicted intent mix is
+  drawn from the package's per-assistant mix. The package has no per-row assistant or slot column, so this
+  reference scores drift of the whole traffic only (per-assistant OOD rate and accuracy are still computed).
+- ``rolling``: predictions of the same model version stored in ClickHouse over the ``rolling_days`` before
+  the window's day (rebuilt once a day).
+- ``seasonal``: predictions of the same model version, same hour one week earlier (± one hour).
+
+ClickHouse references are bounded to ``reference_rows`` rows and fall back to the package when they hold
+too few rows (a fresh install has no history). The OOD threshold and the reference accuracy always come from
+the package, so ``is_ood`` means the same in the worker and in the monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors.suite import MonitorSuite
+from streams.monitor_io import WINDOW_COLUMNS, read_predictions
+
+log = logging.getLogger(__name__)
+
+MIN_REFERENCE_ROWS = 200
+SEASON = timedelta(days=7)
+
+
+class ReferenceUnavailableError(RuntimeError):
+    """No model package to take the reference (or the OOD threshold) from."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A fitted suite and the rows it was fitted on (for the Evidently report)."""
+
+    suite: MonitorSuite
+    rows: pd.DataFrame
+    kind: str  # package | rolling | seasonal | package (fallback)
+    window_size: int  # rows per window the thresholds were calibrated for: read this many
+
+
+def package_dir_for(package_path: Path, model_version: str) -> Path:
+    """The package of ``model_version``: a sibling folder of the registry's ``current`` link, else the
+    configured package (a window served by an older version that is no longer on disk uses the current one)."""
+    sibling = Path(package_path).parent / model_version
+    if model_version and (sibling / "manifest.json").is_file():
+        return sibling
+    return Path(package_path)
+
+
+def package_stats(package: Any, reference: Any, ood_fpr: float) -> dict[str, float]:
+    """The OOD threshold the worker applies and the package's measured intent accuracy."""
+    from streams.model_service import ood_threshold_of
+
+    stats = {"ood_threshold": ood_threshold_of(package, reference, ood_fpr)}
+    accuracy = package.metrics.get("onnx-cpu", {}).get("intent_accuracy")
+    if accuracy is not None:
+        stats["accuracy"] = float(accuracy)
+    return stats
+
+
+def package_rows(package: Any, reference: Any, seed: int = 0) -> pd.DataFrame:
+    """Reference rows from the package: the training sample that has embeddings (see the module docstring)."""
+    from model_runtime.reference import FEATURES
+
+    embeddings = np.asarray(reference.arrays["embedding_sample"], dtype=np.float32)
+    n = min(len(embeddings), *(len(reference.values(f, "train")) for f in FEATURES))
+    frame = pd.DataFrame({feature: reference.values(feature, "train")[:n].astype(float) for feature in FEATURES})
+    frame["ood_score"] = reference.mahalanobis(embeddings[:n])
+    frame["embedding_sketch"] = list(reference.sketch(embeddings[:n]))
+    frame["intent"] = _draw_intents(package, reference, n, seed)
+    return frame
+
+
+def _draw_intents(package: Any, reference: Any, n: int, seed: int) -> np.ndarray:
+    """Predicted intents drawn from the training mix, assistants weighted by their test-set share."""
+    per_assistant = package.metrics.get("onnx-cpu", {}).get("per_assistant", {})
+    mix: dict[str, float] = {}
+    for assistant in ("shopper", "associate"):
+        weight = float(per_assistant.get(assistant, {}).get("n", 1))
+        for intent, share in reference.intent_mix(assistant, "train").items():
+            mix[intent] = mix.get(intent, 0.0) + weight * share
+    names = sorted(mix)
+    shares = np.array([mix[name] for name in names]) / sum(mix.values())
+    return np.random.default_rng(seed).choice(names, size=n, p=shares)
+
+
+class ReferenceProvider:
+    """Builds and caches one :class:`Reference` per (kind, model version, period)."""
+
+    def __init__(
+        self,
+        kind: str,
+        package_path: Path,
+        *,
+        fpr: float,
+        ood_fpr: float,
+        max_sample: int,
+        rolling_days: int = 7,
+        reference_rows: int = 5000,
+        n_windows: int = 100,
+        seed: int = 0,
+        load_package: Callable[[Path], Any] | None = None,
+    ) -> None:
+        if kind not in ("package", "rolling", "seasonal"):
+            raise ValueError(f"unknown reference {kind!r}; use package, rolling or seasonal")
+        self.kind = kind
+        self.package_path = Path(package_path)
+        self.fpr, self.ood_fpr, self.max_sample = fpr, ood_fpr, max_sample
+        self.rolling_days, self.reference_rows = rolling_days, reference_rows
+        self.n_windows, self.seed = n_windows, seed
+        self._load_package = load_package or _load_package
+        self._cache: dict[tuple, Reference] = {}
+        self._packages: dict[str, tuple[Any, Any, dict[str, float]]] = {}
+        self._tracker: Any = None  # one cluster tracker across suites: clusters outlive a reference change
+
+    def reference_for(self, client: Any, model_version: str, window_start: datetime) -> Reference:
+        """The fitted reference for a window of ``model_version`` starting at ``window_start``."""
+        period = self._period(window_start)
+        key = (self.kind, model_version, period)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[1] == model_version}  # keep memory flat
+            self._cache[key] = self._build(client, model_version, period)
+        return self._cache[key]
+
+    def _period(self, window_start: datetime) -> tuple[datetime, datetime] | None:
+        if self.kind == "rolling":
+            day = window_start.replace(hour=0, minute=0, second=0, microsecond=0)
+            return day - timedelta(days=self.rolling_days), day
+        if self.kind == "seasonal":
+            hour = (window_start - SEASON).replace(minute=0, second=0, microsecond=0)
+            return hour - timedelta(hours=1), hour + timedelta(hours=2)
+        return None
+
+    def _package(self, model_version: str) -> tuple[Any, Any, dict[str, float]]:
+        if model_version not in self._packages:
+            directory = package_dir_for(self.package_path, model_version)
+            try:
+                package = self._load_package(directory)
+                reference = package.reference()
+            except (OSError, KeyError, RuntimeError) as error:
+                raise ReferenceUnavailableError(f"no usable model package at {directory}: {error}") from error
+            if package.version != model_version:
+                log.warning("window served by %s scored against package %s (that version is not on disk)",
+                            model_version, package.version)
+            self._packages[model_version] = (package, reference, package_stats(package, reference, self.ood_fpr))
+        return self._packages[model_version]
+
+    def _build(self, client: Any, model_version: str, period: tuple[datetime, datetime] | None) -> Reference:
+        package, reference, stats = self._package(model_version)
+        kind, rows = self.kind, None
+        if period is not None:
+            # the same model version only: another model's confidences are not a reference for this one
+            rows = read_predictions(client, period[0], period[1], self.reference_rows, WINDOW_COLUMNS,
+                                    where="AND model_version = %(version)s", params={"version": model_version})
+            if len(rows) < MIN_REFERENCE_ROWS:
+                log.warning("%s reference %s..%s has %d rows (< %d): using the package's", self.kind, *period,
+                            len(rows), MIN_REFERENCE_ROWS)
+                kind, rows = "package (fallback)", None
+        if rows is None:
+            rows = package_rows(package, reference, self.seed)
+        window_size = max(10, min(self.max_sample, len(rows) // 2))
+        suite = MonitorSuite.from_reference(
+            rows, stats, window_size=window_size, fpr=self.fpr, n_windows=self.n_windows, ood_fpr=self.ood_fpr,
+            max_sample=self.max_sample, seed=self.seed,
+        )
+        if self._tracker is not None:
+            suite.tracker = self._tracker
+        self._tracker = suite.tracker
+        log.info("monitor reference %s for %s: %d rows, windows of %d rows", kind, model_version, len(rows),
+                 window_size)
+        return Reference(suite, rows, kind, window_size)
+
+
+def _load_package(directory: Path) -> Any:
+    from model_runtime.package import load_package
+
+    # The worker verified the hashes when it loaded this package; the monitor only reads the reference.
+    return load_package(directory, verify=False)

@@ -1,0 +1,158 @@
+"""Wiring of the monitor from the settings: the job, its alert and labeling hand-offs, and webhook delivery.
+
+Two ways to run it:
+
+- in the Faust app, on the leader only: ``attach_monitor(app, settings)`` (called from ``streams.app``) adds a
+  ``@app.timer(on_leader=True)`` that runs :meth:`MonitorJob.run_once` in a worker thread (the event loop keeps
+  heartbeating), and starts the webhook delivery thread on the first leader tick;
+- as its own process: ``nlumon monitor run`` (loop + delivery thread) or ``nlumon monitor run-once``.
+
+The alert store (SQLite state + outbox) is a local file: run the monitor where that file persists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from nlumon.schema import connect
+from nlumon.settings import Settings
+from streams.alerting import AlertHandoff, DeliveryLoop
+from streams.labeling_sink import LabelingSink, kafka_producer_factory
+from streams.monitor import MonitorJob, WindowOutcome
+
+if TYPE_CHECKING:
+    import faust
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorRuntime:
+    """The monitor job plus what it hands results to."""
+
+    job: MonitorJob
+    alerts: AlertHandoff | None
+    labeling: LabelingSink | None
+    delivery: DeliveryLoop | None
+
+    def run_once(self, now: datetime | None = None, since: datetime | None = None) -> list[WindowOutcome]:
+        return self.job.run_once(now=now, since=since)
+
+    def close(self) -> None:
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.labeling is not None:
+            self.labeling.close()
+        if self.alerts is not None:
+            self.alerts.store.close()
+
+
+def consumer_lag_probe(bootstrap_servers: str, group: str, topic: str) -> Callable[[], int | None]:
+    """A callable that returns how many ``topic`` messages ``group`` has not committed yet (None if unknown)."""
+
+    def probe() -> int | None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="nlumon-monitor-lag",
+                                 request_timeout_ms=5000)
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="nlumon-monitor-lag")
+        try:
+            committed = {tp: meta.offset for tp, meta in admin.list_consumer_group_offsets(group).items()
+                         if tp.topic == topic}
+            if not committed:
+                return None
+            ends = consumer.end_offsets(list(committed))
+            return int(sum(max(0, ends[tp] - offset) for tp, offset in committed.items()))
+        finally:
+            consumer.close()
+            admin.close()
+
+    return probe
+
+
+def build_monitor(
+    settings: Settings,
+    clickhouse_client_factory: Callable[[], Any] | None = None,
+    *,
+    alerts: bool = True,
+    labeling: bool = True,
+    kafka: bool = True,
+    measure_lag: bool = True,
+) -> MonitorRuntime:
+    """The monitor for ``settings``: job + alert hand-off + labeling sink + webhook delivery (not started)."""
+    from alerts.engine import AlertEngine
+    from alerts.outbox import Outbox
+    from alerts.receivers import load_receivers
+    from alerts.rules import load_rules
+    from alerts.sender import RetryPolicy, WebhookSender
+    from alerts.store import AlertStore
+
+    factory = clickhouse_client_factory or (lambda: connect(settings.clickhouse))
+    handlers: list[Callable[[list[WindowOutcome]], Any]] = []
+    handoff = delivery = sink = None
+    if labeling:
+        lab = settings.labeling
+        sink = LabelingSink(
+            factory, daily_budget=lab.daily_budget, max_per_window=lab.max_per_window,
+            low_confidence=lab.low_confidence, small_margin=lab.small_margin,
+            candidates_per_window=lab.candidates_per_window, topic=settings.topics.labeling_queue,
+            producer_factory=kafka_producer_factory(settings.kafka.bootstrap_servers) if kafka else None,
+        )
+        handlers.append(sink)
+    if alerts:
+        conf = settings.alerts
+        store = AlertStore(conf.resolved_store_path(settings.services.run_dir))
+        lag = (consumer_lag_probe(settings.kafka.bootstrap_servers, settings.kafka.consumer_group,
+                                  settings.topics.utterances) if kafka and measure_lag else None)
+        handoff = AlertHandoff(AlertEngine(load_rules(conf.rules_path), store), factory,
+                               report_base_url=conf.report_base_url, dashboard_url=conf.dashboard_url, lag_probe=lag)
+        handlers.insert(0, handoff)  # alerts first: they matter most if a later hand-off fails
+        receivers = load_receivers(conf.receivers_path) if conf.receivers_path is not None else {}
+        if not receivers:
+            log.warning("no webhook receivers configured (alerts.receivers_path): alerts stay queued in %s",
+                        store.path)
+        policy = RetryPolicy(base_s=conf.retry_base_s, cap_s=conf.retry_cap_s, horizon_s=conf.retry_horizon_s,
+                             lease_s=conf.lease_s)
+        delivery = DeliveryLoop(WebhookSender(Outbox(store), receivers, policy=policy), handoff)
+    job = MonitorJob(settings, factory, handlers=handlers)
+    return MonitorRuntime(job, handoff, sink, delivery)
+
+
+def timer_interval_s(window_s: int) -> float:
+    """How often the leader looks for closed windows: a fifth of a window, between 5 s and 60 s.
+
+    >>> timer_interval_s(300), timer_interval_s(10), timer_interval_s(3600)
+    (60.0, 5.0, 60.0)
+    """
+    return float(min(60.0, max(5.0, window_s / 5)))
+
+
+def attach_monitor(app: faust.App, settings: Settings, *, runtime: MonitorRuntime | None = None) -> MonitorRuntime:
+    """Register the leader-only monitor timer on ``app``; returns the runtime it drives."""
+    runtime = runtime or build_monitor(settings)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlumon-monitor")
+    started = threading.Event()
+
+    @app.timer(interval=timer_interval_s(settings.monitor.window_s), on_leader=True)
+    async def monitor_windows() -> None:
+        if runtime.delivery is not None and not started.is_set():
+            runtime.delivery.start()
+            started.set()
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, runtime.run_once)
+        except Exception:  # the next tick retries; unscored windows stay due
+            log.exception("monitor run failed")
+
+    @app.on_before_shutdown.connect
+    async def _stop_monitor(sender: Any, **_: Any) -> None:
+        runtime.close()
+        executor.shutdown(wait=False)
+
+    return runtime
