@@ -28,6 +28,25 @@ services_app = typer.Typer(help="Start, stop and inspect the local Kafka broker 
 app.add_typer(services_app, name="services")
 
 
+def _mount_package_commands() -> None:
+    """Command groups that live with the package they drive (each module imports only typer at the top)."""
+    from alerts.cli import app as alerts_app
+    from dashboards.cli import app as dashboards_app
+    from dashboards.cli import report_command
+    from labeling.cli import labeling_app
+    from model_runtime.cli import app as model_app
+    from streams.monitor_cli import app as monitor_app
+
+    app.add_typer(model_app, name="model")
+    app.add_typer(monitor_app, name="monitor")
+    app.add_typer(dashboards_app, name="dashboards")
+    app.command("report")(report_command)
+    app.add_typer(alerts_app, name="alerts")
+    app.add_typer(labeling_app, name="labeling")
+
+
+_mount_package_commands()
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="settings file (TOML or YAML); default: $NLUMON_CONFIG, then built-ins",
@@ -135,25 +154,62 @@ def worker(
 @app.command()
 def replay(
     config: ConfigOption = None,
-    source: Annotated[str, typer.Option(help="'sample' (built-in retail sample) or a JSONL file of events")] = "sample",
-    count: Annotated[int, typer.Option(min=1, help="events to send (sample source)")] = 1000,
-    rate: Annotated[float, typer.Option(min=0, help="events per second; 0 = as fast as possible")] = 0.0,
+    scenario: Annotated[str, typer.Option(help="stable, sudden-shift, gradual-shift, ood-burst, asr-degradation, "
+                                               "new-names, malformed or demo (see docs/streams.md)")] = "stable",
+    source: Annotated[Path | None, typer.Option(help="send the lines of this JSONL file instead of a scenario",
+                                                 dir_okay=False)] = None,
+    count: Annotated[int, typer.Option(min=1, help="events to send")] = 1000,
+    rate: Annotated[float, typer.Option(min=0, help="events per second (wall clock); 0 = as fast as possible")] = 0.0,
+    spacing_ms: Annotated[float, typer.Option(min=0, help="simulated time between events (the events' ts)")] = 100.0,
+    shift_at: Annotated[float, typer.Option(min=0, max=1, help="where the scenario's change starts (0..1)")] = 0.5,
     malformed: Annotated[float, typer.Option(min=0, max=1, help="share of malformed records mixed in")] = 0.0,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same events)")] = 0,
+    out: Annotated[Path | None, typer.Option(help="folder for timeline.json and truth.jsonl "
+                                                  "(default .run/replays/<scenario>-<time>)")] = None,
 ) -> None:
-    """Produce utterance events to the `utterances` topic at a given rate."""
-    from streams.replay import events_from_jsonl, produce, sample_events
+    """Produce utterance events to the `utterances` topic: a named scenario over time, or a JSONL file."""
+    from datetime import UTC, datetime, timedelta
+
+    from streams.replay import events_from_jsonl, format_timeline, produce, save_truth
+    from streams.scenarios import SCENARIOS, scenario_events, timeline_document
 
     settings = _settings(config)
-    if source == "sample":
-        records = sample_events(count, seed=seed, malformed_share=malformed)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise _fail(FileNotFoundError(f"{path} does not exist (use --source sample or a JSONL file)"))
-        records = events_from_jsonl(path)
-    sent = produce(settings, records, rate=rate, progress=True)
-    typer.echo(f"sent {sent} records to {settings.topics.utterances} at {settings.kafka.bootstrap_servers}")
+    if source is not None:
+        if not source.is_file():
+            raise _fail(FileNotFoundError(f"{source} does not exist"))
+        sent = produce(settings, events_from_jsonl(source), rate=rate, progress=True)
+        typer.echo(f"sent {sent} records from {source} to {settings.topics.utterances}")
+        return
+    if scenario not in SCENARIOS:
+        raise _fail(ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}"))
+    start = datetime.now(UTC) - timedelta(milliseconds=spacing_ms * count)
+    timeline = timeline_document(scenario, count, seed, start, spacing_ms, shift_at)
+    out = out or settings.services.run_dir / "replays" / f"{scenario}-{start:%Y%m%dT%H%M%S}"
+    typer.echo(format_timeline(timeline))
+    events = scenario_events(scenario, count, seed=seed, start=start, spacing_ms=spacing_ms, shift_at=shift_at,
+                             malformed_share=malformed)
+    sent = produce(settings, save_truth(out, timeline, events), rate=rate, progress=True, total=count)
+    typer.echo(f"sent {sent} events to {settings.topics.utterances}; timeline and truth saved in {out}")
+
+
+@app.command()
+def retention(
+    config: ConfigOption = None,
+    days: Annotated[int | None, typer.Option(min=1, help="days to keep (default: stream.retention_days)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="only list what would be dropped")] = False,
+) -> None:
+    """Drop ClickHouse day partitions older than the retention period."""
+    from streams.retention import drop_partitions, expired_partitions
+
+    settings = _settings(config)
+    keep = days or settings.stream.retention_days
+    expired = expired_partitions(settings, keep)
+    for table, partition, rows in expired:
+        typer.echo(f"{'would drop' if dry_run else 'drop'} {table} partition {partition} ({rows} rows)")
+    if not expired:
+        typer.echo(f"nothing older than {keep} days")
+    elif not dry_run:
+        typer.echo(f"dropped {len(expired)} partitions, {drop_partitions(settings, expired)} rows")
 
 
 @app.command()

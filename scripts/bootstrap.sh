@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything nlumon needs on a fresh Debian machine, and does nothing that is already done:
-#   - system packages: Java 17 + Maven (for the Kafka broker), Debian's clickhouse-server;
+#   - system packages: Java 17 + Maven (for the Kafka broker), Debian's clickhouse-server, chromium (report test);
 #   - the virtualenv .venv with nlumon and its pinned dependencies (constraints.txt).
 # Kafka's jars are fetched by `nlumon services up` (Maven, cached in ~/.m2).
 # Usage: scripts/bootstrap.sh [--relock]
@@ -15,6 +15,7 @@ command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
+command -v chromium >/dev/null || need+=(chromium)  # renders the HTML report in tests/e2e
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
