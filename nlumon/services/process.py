@@ -95,6 +95,7 @@ class ManagedProcess:
             os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.1)
+        _reap(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -133,11 +134,20 @@ def _cmdline(pid: int) -> str | None:
 
 
 def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    if _cmdline(pid) is None:
-        try:  # reap it if it is our child
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+    """True while the process runs; a zombie counts as gone (and is reaped when it is our child)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        _reap(pid)
         return False
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own child so no zombie is left behind (no-op for others)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
