@@ -98,8 +98,10 @@ def build_reference(
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {"splits": {}}
+    picks: dict[str, np.ndarray] = {}
     for name, (predictions, assistants, gold_intents) in splits.items():
         pick = rng.permutation(len(predictions))[:sample_size]
+        picks[name] = pick
         split_summary: dict[str, Any] = {"n": len(predictions), "features": {}}
         for feature in FEATURES:
             values = np.array([getattr(p, feature) for p in predictions], dtype=np.float32)
@@ -117,10 +119,14 @@ def build_reference(
     if "embedding_means" in arrays:
         # Held-out Mahalanobis scores: the stream worker sets its OOD threshold at a quantile of the
         # dev split's scores (scores on the split the means were fitted on would be too low).
+        # Per split, aligned with that split's feature samples (same rows): the held-out rows are the
+        # monitors' reference for live traffic (training rows are over-confident and too close to the means).
         stats = ReferenceStats(arrays, summary)
         for name, (predictions, _, _) in splits.items():
-            scores = stats.mahalanobis(np.stack([p.embedding for p in predictions])).astype(np.float32)
-            arrays[f"{name}/mahalanobis"] = scores[rng.permutation(len(scores))[:sample_size]]
+            embeddings = np.stack([p.embedding for p in predictions]).astype(np.float32)
+            scores = stats.mahalanobis(embeddings).astype(np.float32)
+            arrays[f"{name}/mahalanobis"] = scores[picks[name]]
+            arrays[f"{name}/embedding_sample"] = embeddings[picks[name][:embedding_sample]]
             summary["splits"][name]["features"]["mahalanobis"] = feature_summary(scores)
     return arrays, summary
 

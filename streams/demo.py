@@ -69,6 +69,20 @@ def ensure_model(settings: Settings, echo: Echo) -> Path:
     return configured.resolve()
 
 
+def replay_start(settings: Settings, wanted: datetime) -> datetime:
+    """``wanted``, or later: a replay must not share monitoring windows with an earlier demo's events."""
+    client = connect(settings.clickhouse)
+    try:
+        latest = client.execute("SELECT max(ts) FROM predictions")[0][0]
+    finally:
+        client.disconnect()
+    window = settings.monitor.window_s
+    if latest is None or latest.year < 1971:
+        return wanted
+    free_from = datetime.fromtimestamp((int(latest.replace(tzinfo=UTC).timestamp()) // window + 1) * window, UTC)
+    return max(wanted, free_from)
+
+
 def wait_for_rows(settings: Settings, since: datetime, expected: int, timeout_s: float, worker) -> tuple[int, int]:
     """Poll ClickHouse until predicted + dead-lettered rows since ``since`` reach ``expected``."""
     client = connect(settings.clickhouse)
@@ -106,7 +120,7 @@ def run_demo(
     worker = start_worker_process(settings, worker_log)
     since = datetime.now(UTC).replace(microsecond=0)
     spacing_ms = settings.monitor.window_s * 1000 * DEMO_WINDOWS / count
-    start = since - timedelta(milliseconds=spacing_ms * count)
+    start = replay_start(settings, since - timedelta(milliseconds=spacing_ms * count))
     seed = int(time.time()) if seed is None else seed
     timeline = timeline_document(scenario, count, seed, start, spacing_ms)
     try:
@@ -129,7 +143,9 @@ def run_demo(
             worker.kill()
     print_summary(settings, since, sent, accepted, dead, echo)
     echo(f"timeline and per-event truth: {truth_dir}")
-    report = write_report(settings, start, since + timedelta(minutes=1))
+    replay_end = start + timedelta(milliseconds=spacing_ms * count)
+    run_monitor(settings, start, replay_end, echo)
+    report = write_report(settings, start, replay_end + timedelta(minutes=1))
     echo(f"report: {report} (open it in a browser)")
     if not keep_services:
         services_down(settings)
@@ -137,6 +153,81 @@ def run_demo(
     if accepted + dead < sent:
         raise RuntimeError(f"only {accepted + dead} of {sent} records reached ClickHouse; see {worker_log}")
     return {"sent": sent, "accepted": accepted, "dead": dead}
+
+
+DEMO_RECEIVERS = """\
+# Written by `nlumon demo`: both receivers of the default rules point at the demo's local receiver.
+receivers:
+  - name: oncall
+    url: {url}
+    secret_env: NLUMON_DEMO_WEBHOOK_SECRET
+  - name: ml-team
+    url: {url}
+    secret_env: NLUMON_DEMO_WEBHOOK_SECRET
+"""
+
+
+def run_monitor(settings: Settings, start: datetime, end: datetime, echo: Echo) -> None:
+    """Score the replay's windows (as the leader's timer does), deliver the alerts, show the labeling queue.
+
+    A local HTTP receiver on 127.0.0.1 stands in for the on-call endpoint and verifies every
+    webhook's signature, so the demo shows alerts really arriving, signed.
+    """
+    import base64
+    import secrets
+    import warnings
+
+    from alerts.testing import LocalReceiver
+    from streams.monitor_service import build_monitor
+
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    os.environ["NLUMON_DEMO_WEBHOOK_SECRET"] = secret
+    echo("")
+    echo("monitor: scoring every closed window against the model package's held-out reference ...")
+    with LocalReceiver(secret=secret) as receiver, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns in tiny groups
+        receivers = settings.services.run_dir / "demo-receivers.yaml"
+        receivers.write_text(DEMO_RECEIVERS.format(url=receiver.url))
+        monitored = settings.model_copy(update={"alerts": settings.alerts.model_copy(update={
+            "receivers_path": receivers, "store_path": settings.services.run_dir / f"demo-alerts-{start:%H%M%S}.db"})})
+        monitor = build_monitor(monitored)
+        try:
+            closing = end + timedelta(seconds=settings.monitor.window_s + settings.monitor.grace_s)
+            outcomes = monitor.run_once(now=closing, since=start)
+            if monitor.delivery is not None:
+                monitor.delivery.deliver_once()
+        finally:
+            monitor.close()
+        delivered, requests_seen = len(receiver.accepted), len(receiver.requests)
+    echo("  window start (UTC)     rows  drifted  OOD rate  est. accuracy  drifted features")
+    for outcome in sorted(outcomes, key=lambda o: o.window_start):
+        features = sorted({r.feature for r in outcome.report.results if r.drifted})
+        ood_rate = outcome.report.ood_rate.get("overall", next(iter(outcome.report.ood_rate.values()), 0.0))
+        accuracy = outcome.report.accuracy.get("ood_aware_atc")
+        estimate = f"{accuracy.value:13.1%}" if accuracy is not None else f"{'-':>13}"
+        echo(f"  {outcome.window_start:%Y-%m-%d %H:%M}  {outcome.rows:6}  {'yes' if outcome.drifted else 'no':>7}"
+             f"  {ood_rate:8.1%}  {estimate}  {', '.join(features)[:60]}")
+    print_alerts_and_queue(settings, start, echo)
+    echo(f"webhooks: {delivered} signed alerts delivered to the local receiver and verified "
+         f"({requests_seen} requests)")
+
+
+def print_alerts_and_queue(settings: Settings, start: datetime, echo: Echo) -> None:
+    params = {"start": start.replace(tzinfo=None)}
+    client = connect(settings.clickhouse)
+    try:
+        alerts = client.execute(
+            "SELECT window_start, rule, state, severity, assistant FROM alert_events FINAL "
+            "WHERE window_start >= %(start)s ORDER BY window_start, rule, assistant", params)
+        queued = client.execute(
+            "SELECT reason, count() FROM labeling_queue FINAL ARRAY JOIN reasons AS reason "
+            "WHERE window_start >= %(start)s GROUP BY reason ORDER BY reason", params)
+    finally:
+        client.disconnect()
+    echo("alerts:" if alerts else "alerts: none fired")
+    for window_start, rule, state, severity, assistant in alerts:
+        echo(f"  {window_start:%H:%M}  {severity:8} {rule:28} {state:9} {assistant or 'all'}")
+    echo("labeling queue: " + (", ".join(f"{reason} {count}" for reason, count in queued) or "empty"))
 
 
 def write_report(settings: Settings, start: datetime, end: datetime) -> Path:

@@ -71,12 +71,16 @@ def package_stats(package: Any, reference: Any, ood_fpr: float) -> dict[str, flo
 
 
 def package_rows(package: Any, reference: Any, seed: int = 0) -> pd.DataFrame:
-    """Reference rows from the package: the training sample that has embeddings (see the module docstring)."""
+    """Reference rows from the package: the held-out sample with embeddings (older packages: the training one)."""
     from model_runtime.reference import FEATURES
 
-    embeddings = np.asarray(reference.arrays["embedding_sample"], dtype=np.float32)
-    n = min(len(embeddings), *(len(reference.values(f, "train")) for f in FEATURES))
-    frame = pd.DataFrame({feature: reference.values(feature, "train")[:n].astype(float) for feature in FEATURES})
+    # Held-out (dev) rows when the package has them: they look like live traffic; training rows are
+    # over-confident and sit close to the intent means, so they make every live window look drifted.
+    split = "dev" if "dev/embedding_sample" in reference.arrays else "train"
+    embeddings = np.asarray(reference.arrays[f"{split}/embedding_sample" if split == "dev" else "embedding_sample"],
+                            dtype=np.float32)
+    n = min(len(embeddings), *(len(reference.values(f, split)) for f in FEATURES))
+    frame = pd.DataFrame({feature: reference.values(feature, split)[:n].astype(float) for feature in FEATURES})
     frame["ood_score"] = reference.mahalanobis(embeddings[:n])
     frame["embedding_sketch"] = list(reference.sketch(embeddings[:n]))
     frame["intent"] = _draw_intents(package, reference, n, seed)
@@ -89,7 +93,8 @@ def _draw_intents(package: Any, reference: Any, n: int, seed: int) -> np.ndarray
     mix: dict[str, float] = {}
     for assistant in ("shopper", "associate"):
         weight = float(per_assistant.get(assistant, {}).get("n", 1))
-        for intent, share in reference.intent_mix(assistant, "train").items():
+        for intent, share in reference.intent_mix(assistant, "dev" if "dev/embedding_sample" in reference.arrays
+                                                  else "train").items():
             mix[intent] = mix.get(intent, 0.0) + weight * share
     names = sorted(mix)
     shares = np.array([mix[name] for name in names]) / sum(mix.values())
