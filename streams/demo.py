@@ -27,14 +27,20 @@ Echo = Callable[[str], None]
 DEMO_WINDOWS = 10  # the replay's simulated time spans this many monitoring windows
 
 
-def start_worker_process(settings: Settings, log_path: Path, worker_id: str = "demo-worker") -> subprocess.Popen:
-    """A worker as a child process with the same settings (passed through the environment)."""
-    env = {**os.environ, **settings_env(settings)}
+def start_worker_process(
+    settings: Settings, log_path: Path, worker_id: str = "demo-worker", *, verbose: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """A worker as a child process with the same settings (passed through the environment).
+
+    ``extra_env`` overrides single settings (e.g. ``NLUMON_STREAM__METRICS_PORT``) for this worker.
+    """
+    env = {**os.environ, **settings_env(settings), **(extra_env or {})}
+    command = [sys.executable, "-m", "nlumon.cli", "worker", "--worker-id", worker_id]
+    if verbose:
+        command.append("--verbose")
     with open(log_path, "ab") as log_file:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "nlumon.cli", "worker", "--worker-id", worker_id],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        return subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

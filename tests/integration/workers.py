@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ from kafka import KafkaConsumer
 from nlumon.schema import connect
 from nlumon.services.kafka import ensure_topics
 from nlumon.settings import Settings
-from streams.demo import settings_env
+from streams.demo import start_worker_process
 
 
 def isolated(settings: Settings, unique: str, **groups: dict) -> Settings:
@@ -39,13 +37,8 @@ class Worker:
     def __init__(self, settings: Settings, name: str, log_dir: Path, **env: str) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
-        verbose = ["--verbose"] if env.pop("VERBOSE", "") else []
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "nlumon.cli", "worker", "--worker-id", name, *verbose],
-                env={**os.environ, **settings_env(settings), **env},
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+        verbose = bool(env.pop("VERBOSE", ""))
+        self.process = start_worker_process(settings, self.log, name, verbose=verbose, extra_env=env)
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye (a crash)."""
