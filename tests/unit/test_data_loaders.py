@@ -114,3 +114,13 @@ def test_unknown_splits_are_rejected():
         load_snips("validation")
     with pytest.raises(ValueError, match="split"):
         load_clinc150("dev")
+
+
+def test_the_clinc150_training_corpus_has_no_oos_label_and_a_subset_keeps_every_intent():
+    from model_runtime.pipeline import load_corpus
+
+    train, dev, test = load_corpus("clinc150", 0, 13)
+    assert (len(train), len(dev), len(test)) == (15000, 3000, 4500)
+    assert OOS_INTENT not in {ex.intent for split in (train, dev, test) for ex in split}
+    subset, _, _ = load_corpus("clinc150", 1500, 13)
+    assert len(subset) == 1500 and len({ex.intent for ex in subset}) == 150
