@@ -13,7 +13,7 @@ metric                     value                                                
 ``dlq_rate``               dead letters / (dead letters + predictions) in the window        global
 ``latency_p95_ms``         p95 end-to-end latency (inference latency for backfills)        global
 ``throughput_drop``        1 - rows / rows of the same window a week earlier               global
-``ood_cluster_growth``     largest growth (rows) of an emerging OOD cluster                global
+``ood_cluster_growth``     largest growth of an emerging OOD cluster, share of window rows  global
 ``consumer_lag``           messages the worker group is behind on ``utterances``           global
 =========================  ==============================================================  ===============
 
@@ -105,7 +105,9 @@ def metric_points(
         add("throughput_drop", outcome.throughput_drop, None, rows_week_before=outcome.facts.rows_week_before)
     if outcome.report.clusters:
         top = max(outcome.report.clusters, key=lambda cluster: cluster.growth)
-        add("ood_cluster_growth", top.growth, None, cluster_id=top.cluster_id, size=top.size,
+        # a share of the rows scored, so one threshold fits windows of 500 and of 50,000 rows
+        add("ood_cluster_growth", top.growth / max(1, outcome.report.n_rows), None, growth_rows=top.growth,
+            scored_rows=outcome.report.n_rows, cluster_id=top.cluster_id, size=top.size,
             previous_size=top.previous_size, windows_seen=top.windows_seen, examples=list(top.examples))
     if consumer_lag is not None:
         add("consumer_lag", consumer_lag, None)

@@ -198,14 +198,7 @@ class MonitorJob:
         if frame.empty:
             return None
         facts = window_facts(client, window.start, window.end)
-        suite = reference.suite
-        report = suite.score(frame, texts=list(frame["text_scrubbed"]), window_id=window.start.isoformat())
-        outcome = WindowOutcome(
-            window_start=window.start, window_end=window.end, model_version=window.model_version,
-            reference=reference.kind, rows=window.rows, facts=facts, report=report,
-            groups=summarise_groups(frame, report, suite, facts), ood_threshold=suite.ood_threshold,
-            scored_at=scored_at, rescored=rescored, growing_cluster_texts=growing_cluster_texts(report),
-        )
+        outcome = build_outcome(window, frame, facts, reference.suite, reference.kind, scored_at, rescored=rescored)
         if outcome.drifted:
             outcome = self._with_report(outcome, reference, frame)
         row_version = time.time_ns() // 1000
@@ -222,6 +215,20 @@ class MonitorJob:
             log.error("Evidently report for window %s failed: %s", outcome.window_start, error)
             return outcome
         return _replace(outcome, report_path=str(path))
+
+
+def build_outcome(
+    window: ObservedWindow, frame: pd.DataFrame, facts: WindowFacts, suite: Any, reference_kind: str,
+    scored_at: datetime, *, rescored: bool = False,
+) -> WindowOutcome:
+    """Score one window's rows with ``suite`` and summarise it: no I/O (``benchmarks/detection.py`` uses it too)."""
+    report = suite.score(frame, texts=list(frame["text_scrubbed"]), window_id=window.start.isoformat())
+    return WindowOutcome(
+        window_start=window.start, window_end=window.end, model_version=window.model_version,
+        reference=reference_kind, rows=window.rows, facts=facts, report=report,
+        groups=summarise_groups(frame, report, suite, facts), ood_threshold=suite.ood_threshold,
+        scored_at=scored_at, rescored=rescored, growing_cluster_texts=growing_cluster_texts(report),
+    )
 
 
 def _replace(outcome: WindowOutcome, **changes: Any) -> WindowOutcome:

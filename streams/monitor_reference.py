@@ -175,17 +175,30 @@ class ReferenceProvider:
                 kind, rows = "package (fallback)", None
         if rows is None:
             rows = package_rows(package, reference, self.seed)
-        window_size = max(10, min(self.max_sample, len(rows) // 2))
-        suite = MonitorSuite.from_reference(
-            rows, stats, window_size=window_size, fpr=self.fpr, n_windows=self.n_windows, ood_fpr=self.ood_fpr,
-            max_sample=self.max_sample, seed=self.seed,
-        )
+        suite, window_size = fit_suite(rows, stats, fpr=self.fpr, n_windows=self.n_windows, ood_fpr=self.ood_fpr,
+                                       max_sample=self.max_sample, seed=self.seed)
         if self._tracker is not None:
             suite.tracker = self._tracker
         self._tracker = suite.tracker
         log.info("monitor reference %s for %s: %d rows, windows of %d rows", kind, model_version, len(rows),
                  window_size)
         return Reference(suite, rows, kind, window_size)
+
+
+def fit_suite(
+    rows: pd.DataFrame, stats: dict[str, float], *, fpr: float, n_windows: int, ood_fpr: float, max_sample: int,
+    seed: int = 0,
+) -> tuple[MonitorSuite, int]:
+    """The monitor's suite on reference ``rows``, and the window size it reads (at most ``max_sample`` rows).
+
+    ``benchmarks/detection.py`` calls this too, so the benchmark scores exactly what the monitor runs.
+    """
+    window_size = max(10, min(max_sample, len(rows) // 2))
+    suite = MonitorSuite.from_reference(
+        rows, stats, window_size=window_size, fpr=fpr, n_windows=n_windows, ood_fpr=ood_fpr,
+        max_sample=max_sample, seed=seed,
+    )
+    return suite, window_size
 
 
 def _load_package(directory: Path) -> Any:

@@ -38,6 +38,27 @@ def test_ood_aware_estimate_is_closer_to_truth_when_unseen_intents_arrive() -> N
     assert aware_estimate.details["flagged_ood_share"] > 0.2
 
 
+def test_ood_aware_estimate_is_unbiased_on_clean_windows_despite_the_flags_false_positives() -> None:
+    # A model that is right 99.8 % of the time, an OOD flag that fires on 5 % of its known traffic: a clean
+    # window must estimate ~99.8 %, not 95 % (the flag's false positives are not errors).
+    rng = np.random.default_rng(4)
+    n = 20000
+    confidence = rng.uniform(0.9, 1.0, n)
+    correct = rng.uniform(size=n) < 0.998
+    flags = rng.uniform(size=n) < 0.05
+    aware = OODAwareATCEstimator().fit(confidence[:10000], correct=correct[:10000], is_ood=flags[:10000])
+    clean = aware.estimate(confidence[10000:], is_ood=flags[10000:])
+    assert clean.value == pytest.approx(correct[10000:].mean(), abs=0.01)
+    assert clean.details["expected_ood_share"] == pytest.approx(0.05, abs=0.01)
+    # a window where a third of the traffic is unknown (always flagged, always wrong)
+    unknown = 5000
+    shifted = aware.estimate(np.r_[confidence[10000:], rng.uniform(0.6, 1.0, unknown)],
+                             is_ood=np.r_[flags[10000:], np.ones(unknown, bool)])
+    truth = correct[10000:].sum() / (10000 + unknown)
+    assert shifted.value == pytest.approx(truth, abs=0.02)
+    assert shifted.low <= shifted.value <= shifted.high <= 1.0
+
+
 def test_interval_narrows_with_more_rows() -> None:
     rng = np.random.default_rng(0)
     small, large = average_confidence(rng.uniform(size=100)), average_confidence(rng.uniform(size=10000))
