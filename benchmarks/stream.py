@@ -36,6 +36,8 @@ from streams.scenarios import scenario_events  # noqa: E402
 from tests.conftest import make_test_settings  # noqa: E402
 from tests.integration.workers import Worker, isolated  # noqa: E402
 
+POLL_S = 0.25
+
 
 def count_rows(settings, prefix: str) -> int:
     client = connect(settings.clickhouse)
@@ -82,7 +84,7 @@ def pipeline_rate(settings, records, prefix: str, log_dir: Path) -> tuple[float,
         first_seen, first_count = time.perf_counter(), count_rows(settings, prefix)
         while (done := count_rows(settings, prefix)) < len(records):
             assert worker.alive(), worker.output()
-            time.sleep(0.05)
+            time.sleep(POLL_S)  # each count is a ClickHouse query on the same 2 cores: poll gently
         elapsed = time.perf_counter() - first_seen
         peak_rss_kb = int(next(line.split()[1] for line in open(f"/proc/{worker.process.pid}/status")
                                if line.startswith("VmHWM")))
@@ -163,6 +165,50 @@ def naive_rate(settings, package: Path, records, limit_s: float = 30.0) -> float
     return done / elapsed
 
 
+def cost_breakdown(settings, package: Path, records, batch: int) -> dict[str, float]:
+    """Milliseconds per utterance of each in-process stage of the worker, on the same records, one stage after
+    the other: the model alone, the whole ``BatchPipeline.process`` (validation, model, features, PII), the JSON
+    of the ``predictions`` messages, and the ClickHouse sink (every table the worker writes, real server)."""
+    from streams.agents import SINK_COLUMNS, _json_row
+    from streams.model_service import ModelService
+    from streams.pipeline import BatchPipeline, RawRecord
+    from streams.sink import ClickHouseSink
+
+    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"package_path": package})})
+    model = ModelService(settings.model).start()
+    pipeline = BatchPipeline(settings)
+    raw = [RawRecord(value, key, 0, index, settings.topics.utterances) for index, (key, value, _) in enumerate(records)]
+    chunks = [raw[i : i + batch] for i in range(0, len(raw), batch)]
+    texts = [[json.loads(r.value)["text"] for r in chunk] for chunk in chunks]
+    n = len(raw)
+    costs = {}
+    started = time.perf_counter()
+    for chunk in texts:
+        model.runtime.predict(chunk)
+    costs["model_predict"] = (time.perf_counter() - started) * 1000 / n
+    started = time.perf_counter()
+    results = [pipeline.process(chunk, model) for chunk in chunks]
+    costs["pipeline_process"] = (time.perf_counter() - started) * 1000 / n
+    started = time.perf_counter()
+    for result in results:
+        for row in result.rows.get("predictions", []):
+            _json_row(row)
+    costs["predictions_json"] = (time.perf_counter() - started) * 1000 / n
+    sink = ClickHouseSink(lambda: connect(settings.clickhouse), columns=SINK_COLUMNS,
+                          batch_rows=settings.stream.sink_batch_rows)
+    started = time.perf_counter()
+    for result in results:
+        for table, rows in result.rows.items():
+            for row in rows:
+                sink.add(table, row)
+        if sink.should_flush():
+            sink.flush()
+    sink.close()
+    costs["clickhouse_sink"] = (time.perf_counter() - started) * 1000 / n
+    model.runtime.close()
+    return {name: round(value, 3) for name, value in costs.items()}
+
+
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     import clickhouse_driver
@@ -180,6 +226,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=6000, help="events in the backlog for the sustained rate")
     parser.add_argument("--batch", type=int, default=64, help="serving micro-batch size")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="length of the latency run")
+    parser.add_argument("--breakdown-only", action="store_true",
+                        help="only the in-process cost per stage (no worker, no latency run, no naive baseline)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stream.json")
     args = parser.parse_args()
 
@@ -195,6 +243,11 @@ def main() -> None:
     texts = [json.loads(e.value)["text"] for e in events("bare", 2000, 1)]
     bare = bare_model(args.package, texts, args.batch)
     print(f"bare model        {bare:8.1f} utt/s (batch {args.batch})")
+    breakdown = cost_breakdown(settings_for("cost"), args.package.resolve(),
+                               retag(events("cost", 3000, 5), f"c{run}-"), args.batch)
+    print("in-process cost per utterance: " + ", ".join(f"{k} {v:.3f} ms" for k, v in breakdown.items()))
+    if args.breakdown_only:
+        return
     backlog = retag(events("rate", args.count, 2), f"r{run}-")
     rate, rss_kb = pipeline_rate(settings_for("rate"), backlog, f"r{run}-", log_dir)
     print(f"pipeline          {rate:8.1f} utt/s  ({rate / bare:.0%} of the bare model), "
@@ -212,6 +265,7 @@ def main() -> None:
         "command": " ".join(sys.argv), "date": datetime.now(UTC).isoformat(), "machine": machine(),
         "package": str(args.package), "batch": args.batch,
         "bare_model_utt_per_s": round(bare, 1),
+        "cost_per_utterance_ms": breakdown,
         "pipeline_utt_per_s": round(rate, 1),
         "pipeline_fraction_of_bare": round(rate / bare, 3),
         "latency_rate_utt_per_s": round(half, 1),

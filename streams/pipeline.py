@@ -88,7 +88,10 @@ class BatchPipeline:
             accepted.append((record, event))
         if model is not None and accepted:
             accepted = self._predict(result, accepted, model, now, row_version)
-        for record, event in accepted:
+        predicted = result.rows.get("predictions", [])  # aligned with ``accepted`` when the model ran
+        for index, (record, event) in enumerate(accepted):
+            digest = (predicted[index]["text_hash"] if len(predicted) == len(accepted)
+                      else text_hash(self.settings.stream.pii_hash_key, event.text))
             result.events.append(event)
             result.add_row("utterance_log", {
                 "id": event.id,
@@ -99,7 +102,7 @@ class BatchPipeline:
                 "channel": event.channel,
                 "asr_confidence": event.asr_confidence,
                 "text_chars": min(len(event.text), 65535),
-                "text_hash": text_hash(self.settings.stream.pii_hash_key, event.text),
+                "text_hash": digest,
                 "kafka_partition": record.partition,
                 "kafka_offset": record.offset,
                 "row_version": row_version,

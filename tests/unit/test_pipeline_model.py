@@ -8,6 +8,7 @@ from nlumon.records import UtteranceEvent
 from nlumon.settings import load_settings
 from streams.features import PREDICTION_COLUMNS
 from streams.model_service import ModelService
+from streams.pii import text_hash
 from streams.pipeline import BatchPipeline, RawRecord
 
 TEXTS = [
@@ -51,6 +52,10 @@ def test_each_accepted_utterance_gets_a_full_feature_row(model):
         assert row["batch_size"] == 4 and row["inference_ms"] > 0
         assert len(row["top_intents"]) == 3 and row["top_intents"][0] == row["intent"]
     assert result.model_version == model.version
+    settings = load_settings(None)
+    logged = {row["id"]: row["text_hash"] for row in result.rows["utterance_log"]}
+    assert logged == {f"u{i}": text_hash(settings.stream.pii_hash_key, text) for i, text in enumerate(TEXTS)}
+    assert logged == {row["id"]: row["text_hash"] for row in rows}
 
 
 def test_stored_text_is_scrubbed(model):

@@ -11,10 +11,11 @@ class FlakyClient:
     def __init__(self, log: list, failures: int) -> None:
         self.log, self.failures = log, failures
 
-    def execute(self, statement: str, rows: list) -> None:
+    def execute(self, statement: str, columns: list, columnar: bool = False) -> None:
+        assert columnar, "the sink sends columns"
         if self.failures_left() > 0:
             raise ConnectionRefusedError("server is down")
-        self.log.append((statement, list(rows)))
+        self.log.append((statement, list(zip(*columns, strict=True))))
 
     def failures_left(self) -> int:
         self.failures -= 1
