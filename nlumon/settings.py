@@ -83,6 +83,9 @@ class ModelSettings(_Group):
         False, description="a GPU backend that cannot get a GPU falls back to CPU instead of failing"
     )
     intra_op_threads: int = Field(0, ge=0, description="0 = ONNX Runtime's default")
+    spin_wait: bool = Field(
+        False, description="ONNX Runtime threads busy-wait between ops: faster only on a machine with idle cores"
+    )
 
 
 class StreamSettings(_Group):

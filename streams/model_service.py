@@ -82,6 +82,7 @@ class ModelService:
         runtime = load_runtime(
             path, self.settings.backend, allow_cpu_fallback=self.settings.allow_cpu_fallback,
             intra_op_threads=self.settings.intra_op_threads,
+            spin_wait=self.settings.spin_wait,
         )
         try:
             predictions = runtime.predict(list(SMOKE_TEXTS))

@@ -127,3 +127,11 @@ def test_torch_weights_in_the_package_reproduce_the_onnx_outputs(package_dir, ru
         torch_outputs = model(torch.from_numpy(encoded.input_ids), torch.from_numpy(encoded.attention_mask))
     for name, value in zip(("intent_logits", "slot_logits", "embedding"), torch_outputs, strict=False):
         assert np.abs(onnx_outputs[name] - value.numpy()).max() < 1e-3, name
+
+
+@pytest.mark.parametrize("spin_wait", [False, True])
+def test_spin_waiting_is_off_unless_asked_for(package_dir, spin_wait):
+    runtime = load_runtime(package_dir, "onnx-cpu", spin_wait=spin_wait)
+    options = runtime.engine.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin_wait else "0")
+    runtime.close()
