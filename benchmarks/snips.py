@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from model_runtime.pipeline import TrainRequest, library_versions, train_to_package
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark owns the /proc/cpuinfo reader
-    from runtime import cpu_model
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _meta import cpu_model
 
     started = time.perf_counter()
     request = TrainRequest(
