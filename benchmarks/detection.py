@@ -14,7 +14,7 @@ held-out reference rows).
 
 ``--source synthetic`` runs the same scoring on ``detectors.synthetic`` rows (no model needed, ~2 min).
 
-    nice -n 10 python benchmarks/detection.py --package models/current      # replay, ~15 min on 2 cores
+    nice -n 10 python benchmarks/detection.py --package models/current      # replay, ~16 min on 2 cores
     python benchmarks/detection.py --source synthetic
 """
 
