@@ -23,7 +23,7 @@ Every estimate is the mean of one value per row, so the interval is a percentile
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -153,8 +153,8 @@ class ATCEstimator:
 
     @property
     def _kept_share(self) -> float:
-        """Share of known-intent rows the OOD flag leaves unflagged (1 when not OOD-aware)."""
-        return max(1e-9, 1.0 - self.expected_ood_share) if self.ood_aware else 1.0
+        """Share of known-intent rows the OOD flag leaves unflagged (1 when not OOD-aware: no row is flagged)."""
+        return max(1e-9, 1.0 - self.expected_ood_share)
 
     def estimate(self, confidence: Any, is_ood: Any = None) -> AccuracyEstimate:
         """Estimated accuracy of a window: share of unflagged rows above the threshold, divided by the share of
@@ -173,11 +173,11 @@ class ATCEstimator:
             threshold=self.threshold,
             reference_accuracy=self.reference_accuracy,
             flagged_ood_share=float(flags.mean()),
-            expected_ood_share=self.expected_ood_share if self.ood_aware else 0.0,
+            expected_ood_share=self.expected_ood_share,
         )
         scale = 1.0 / self._kept_share
-        return AccuracyEstimate(raw.method, min(1.0, raw.value * scale), min(1.0, raw.low * scale),
-                                min(1.0, raw.high * scale), raw.level, raw.n_rows, raw.details)
+        return replace(raw, value=min(1.0, raw.value * scale), low=min(1.0, raw.low * scale),
+                       high=min(1.0, raw.high * scale))
 
     def _flags(self, is_ood: Any, n: int, what: str) -> np.ndarray:
         if self.ood_aware and is_ood is None:
