@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import sys
@@ -58,3 +60,37 @@ def header(argv: Sequence[str] | None, libraries: Sequence[str]) -> dict:
         "machine": machine(),
         "versions": versions(libraries),
     }
+
+
+def parameters(args: argparse.Namespace) -> dict:
+    """The parsed arguments as JSON values (paths as strings)."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+
+
+def save(result: dict, path: Path) -> None:
+    """Write the benchmark's JSON and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {path}")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: float, max_length: int, subset_help: str):
+    """The training options the corpus benchmarks share (``train_request`` turns them into a request)."""
+    parser.add_argument("--epochs", type=float, default=epochs, help="training epochs")
+    parser.add_argument("--subset", type=int, default=0, help=subset_help)
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="encoder learning rate")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    parser.add_argument("--max-length", type=int, default=max_length, help="max wordpieces")
+    parser.add_argument("--seed", type=int, default=13, help="seed")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+
+def train_request(args: argparse.Namespace, corpus: str):
+    """A CPU ``TrainRequest`` for ``corpus`` from the options of :func:`add_training_arguments`."""
+    from model_runtime.pipeline import TrainRequest
+
+    return TrainRequest(
+        corpus=corpus, size=args.subset, epochs=args.epochs, seed=args.seed, device="cpu",
+        max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        threads=args.threads,
+    )

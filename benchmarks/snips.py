@@ -19,7 +19,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta import RESULTS, add_training_arguments, cpu_model, train_request
+
 ANCHORS = {
     "JointBERT (Chen et al. 2019)": {"intent_accuracy": 98.6, "slot_f1": 97.0, "sentence_accuracy": 92.8},
     "DistilBERT": {"intent_accuracy": 98.0, "slot_f1": 96.1, "sentence_accuracy": 91.0},
@@ -28,37 +30,18 @@ ANCHORS = {
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=float, default=5.0, help="training epochs")
-    parser.add_argument("--subset", type=int, default=0, help="use only the first N train examples (0 = all)")
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="encoder learning rate")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    parser.add_argument("--max-length", type=int, default=48, help="max wordpieces (SNIPS max is ~40)")
-    parser.add_argument("--seed", type=int, default=13, help="seed")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_training_arguments(parser, epochs=5.0, max_length=48,  # SNIPS max is ~40 wordpieces
+                           subset_help="use only the first N train examples (0 = all)")
     parser.add_argument("--out-package", type=Path, default=Path("models/snips"), help="package folder to write")
     parser.add_argument("--out", type=Path, default=RESULTS / "snips.json", help="where to save the JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("model_runtime").setLevel(logging.INFO)
 
-    from model_runtime.pipeline import TrainRequest, library_versions, train_to_package
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _meta import cpu_model
+    from model_runtime.pipeline import library_versions, train_to_package
 
     started = time.perf_counter()
-    request = TrainRequest(
-        corpus="snips",
-        size=args.subset,
-        epochs=args.epochs,
-        seed=args.seed,
-        device="cpu",
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        threads=args.threads,
-    )
-    package = train_to_package(request, args.out_package)
+    package = train_to_package(train_request(args, "snips"), args.out_package)
     total_s = time.perf_counter() - started
     test = package.metrics["onnx-cpu"]
     ours = {

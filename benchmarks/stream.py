@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _meta
 
 from nlumon.schema import connect  # noqa: E402
 from nlumon.services import services_up  # noqa: E402
@@ -210,7 +211,9 @@ def cost_breakdown(settings, package: Path, records, batch: int) -> dict[str, fl
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    from _meta import cpu_model
+
+    cpu = cpu_model()
     import clickhouse_driver
     import faust
     import onnxruntime
