@@ -39,7 +39,8 @@ def unique_oos_texts(monkeypatch, tag: str) -> None:
 def test_ood_burst_fills_the_queue_and_exports_to_label_studio(services, monkeypatch, tmp_path) -> None:
     tag = f"zz{uuid.uuid4().hex[:6]}"
     unique_oos_texts(monkeypatch, tag)
-    start = datetime(1970, 6, 1, tzinfo=UTC) + timedelta(days=random.SystemRandom().randrange(3500))
+    # the wire contract rejects event times before 1971
+    start = datetime(1971, 6, 1, tzinfo=UTC) + timedelta(days=random.SystemRandom().randrange(3500))
     settings = tiny_model_settings(make_test_settings(
         monitor={"max_sample": 300}, labeling={"max_per_window": 40, "daily_budget": 1000},
         alerts={"store_path": tmp_path / "alerts.db"}))
