@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -24,14 +25,34 @@ PREDICTION_COLUMNS = (
 )
 
 
-def scrubbed_slots(prediction) -> tuple[list[str], list[str], list[float]]:
-    """Slot types, scrubbed values and confidences; person values become the placeholder."""
-    types, values, confidences = [], [], []
-    for span in prediction.slots:
-        types.append(span.type)
-        values.append(PLACEHOLDERS["person"] if span.type == "person" else scrub(span.text))
-        confidences.append(round(float(span.confidence), 4))
-    return types, values, confidences
+@dataclass(frozen=True)
+class PiiPolicy:
+    """How person names are found (``stream.pii_*`` settings): the model's person slots always, Census given
+    names too when ``gazetteer``, except inside non-person slots at least ``keep_confidence`` sure."""
+
+    gazetteer: bool = True
+    keep_confidence: float = 0.9
+
+    def kept(self, prediction) -> list[tuple[int, int]]:
+        return [(span.start, span.end) for span in prediction.slots
+                if span.type != "person" and span.confidence >= self.keep_confidence]
+
+    def scrub_text(self, text: str, prediction) -> str:
+        person_spans = [(span.start, span.end) for span in prediction.slots if span.type == "person"]
+        return scrub(text, person_spans, keep_spans=self.kept(prediction), gazetteer=self.gazetteer)
+
+    def scrub_slots(self, prediction) -> tuple[list[str], list[str], list[float]]:
+        """Slot types, scrubbed values and confidences; person values become the placeholder."""
+        types, values, confidences = [], [], []
+        for span in prediction.slots:
+            types.append(span.type)
+            if span.type == "person":
+                values.append(PLACEHOLDERS["person"])
+            else:
+                keep = span.confidence >= self.keep_confidence
+                values.append(scrub(span.text, gazetteer=self.gazetteer and not keep))
+            confidences.append(round(float(span.confidence), 4))
+        return types, values, confidences
 
 
 def frustration_of(prediction) -> float:
@@ -60,15 +81,16 @@ def prediction_rows(
     inference_ms: float,
     now: datetime,
     row_version: int,
+    pii: PiiPolicy = PiiPolicy(),
 ) -> list[dict]:
     """One row per (event, prediction). ``positions`` = (partition, offset, kafka timestamp in s)."""
     rows = []
     now_naive = now.replace(tzinfo=None, microsecond=0)
+    sketch_lists = np.round(np.asarray(sketches, dtype=np.float64), 5).tolist()  # one pass for the batch
     for event, (partition, offset, kafka_ts), prediction, sketch, ood in zip(
-        events, positions, predictions, sketches, ood_scores, strict=True
+        events, positions, predictions, sketch_lists, ood_scores, strict=True
     ):
-        person_spans = [(span.start, span.end) for span in prediction.slots if span.type == "person"]
-        types, values, confidences = scrubbed_slots(prediction)
+        types, values, confidences = pii.scrub_slots(prediction)
         e2e_ms = (now.timestamp() - kafka_ts) * 1000 if kafka_ts else 0.0
         rows.append({
             "id": event.id,
@@ -79,7 +101,7 @@ def prediction_rows(
             "channel": event.channel,
             "locale": event.locale,
             "model_version": model_version,
-            "text_scrubbed": scrub(event.text, person_spans),
+            "text_scrubbed": pii.scrub_text(event.text, prediction),
             "text_hash": text_hash(hash_key, event.text),
             "intent": prediction.intent,
             "confidence": _finite(prediction.confidence),
@@ -100,7 +122,7 @@ def prediction_rows(
             "batch_size": min(len(events), 65535),
             "inference_ms": round(inference_ms, 3),
             "e2e_ms": round(max(0.0, e2e_ms), 3),
-            "embedding_sketch": [round(float(x), 5) for x in sketch],
+            "embedding_sketch": sketch,
             "kafka_partition": partition,
             "kafka_offset": offset,
             "row_version": row_version,

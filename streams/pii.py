@@ -6,10 +6,12 @@ secret key from the settings) so duplicates can be found without the text being 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 import unicodedata
+from collections.abc import Iterable
 
 
 def normalise(text: str) -> str:
@@ -72,10 +74,102 @@ def _replace_cards(text: str) -> str:
     return CARD_CANDIDATE.sub(card_or_keep, text)
 
 
-def scrub(text: str, person_spans: list[tuple[int, int]] | tuple = ()) -> str:
-    """Replace e-mail addresses, card and phone numbers, and the given person spans with placeholders.
+# -- person names the model missed ------------------------------------------------------------------
+# The model's person slots catch names in context, but its recall varies from one training run to the
+# next. A gazetteer of given names (US Census 1990 first names, from the ``names`` package) catches the
+# common ones whatever the model says; a common surname (the Census's 5,000 most frequent) right after a
+# given name joins it.
+# Census first names that are everyday English words are not names here: scrubbing "will", "may" or
+# "summer" would shred ordinary requests. Names the gazetteer lacks (newer or non-US names) rely on
+# the model alone; see docs/streams.md.
+COMMON_WORDS = frozenset("""
+    january april may june september sunday bill ok
+    alpha amber an angel angle art august aura autumn basil bee bell berry blossom brain brandy brook buck bud
+    buddy candy carry chance charity chase cherish cherry chi chin china christen chuck clay cliff coral crystal
+    curt daisy dale dawn dean delta desire destiny diamond dot drew dung dusty earl earnest ebony echo ed else
+    emerald era eve fairy faith fern flora forest foster frank gala gale garland garnet gay gene genesis ginger
+    glen glory golden grace grant guy ha hang harmony hazel heath heather herb holly honey hope hue hung in iris
+    ivory ivy jack jade jewel joy junior karma kit lady lance lane lean liberty lily loan long love ma major man
+    manual many maple margarita marina marine mark marry marvel max melody mercy merry meta mi mica miles min miss
+    misty moon my noble nova numbers olive omega pa page patience pearl penny ping pinkie precious prince princess
+    queen ray reed rich rocky rod romaine rose rosemary royal ruby rusty sage sandy sang season see shin so sol
+    son song soon sparkle spring star sterling stormy sue summer sun sung sunny sunshine temple tequila tiny
+    trinity velvet violet wan ward will windy winter yen yon young
+""".split())
+# Short English words that are also Census surnames ("is jordan on shift": "on" is no surname there).
+FUNCTION_WORDS = frozenset("""
+    a about after all also am an and any are as at be been but by can could did do does for from get go got had
+    has have he her here him his how i if in into is it its just me more my no not now of off on or our out over
+    so some than that the them then there they this to too two up us was we were what when where which who why
+    will with would yes yet you your
+""".split())
+_NAME_TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
 
-    ``person_spans`` are character offsets of the spans the model tagged as a person.
+
+SURNAME_MAX_RANK = 5000  # the long tail of Census surnames is full of words: "trail" 8609, "shorts" 8612
+
+
+def _census_names(*files: str, max_rank: int | None = None) -> frozenset[str]:
+    import names  # the package's data files: "NAME frequency cumulative-frequency rank" per line
+
+    found: set[str] = set()
+    for key in files:
+        with open(names.FILES[key], encoding="utf-8") as lines:
+            for line in lines:
+                name, _, _, rank = line.split()
+                if max_rank is None or int(rank) <= max_rank:
+                    found.add(name.lower())
+    return frozenset(found)
+
+
+@functools.cache
+def given_names() -> frozenset[str]:
+    """Census given names, less :data:`COMMON_WORDS` (loaded once per process)."""
+    return _census_names("first:male", "first:female") - COMMON_WORDS
+
+
+@functools.cache
+def surnames() -> frozenset[str]:
+    """The most common Census surnames, less :data:`FUNCTION_WORDS` (loaded once per process)."""
+    return _census_names("last", max_rank=SURNAME_MAX_RANK) - FUNCTION_WORDS
+
+
+def name_spans(text: str, keep: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """Character spans of given names (with a following surname) in ``text``, outside the ``keep`` spans.
+
+    ``keep`` are spans the model tagged, confidently, as something other than a person (a brand
+    called "jordan"): a name there stays, because the model read it in context.
+
+    >>> text = "is mason hill on shift with olivia"
+    >>> [text[s:e] for s, e in name_spans(text)]
+    ['mason hill', 'olivia']
+    >>> name_spans("will it be here in may"), name_spans("add two jordans", keep=[(8, 15)])
+    ([], [])
+    """
+    keep = list(keep)
+    tokens = [m for m in _NAME_TOKEN.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        word = token.group().lower().removesuffix("'s").removesuffix("’s")
+        if word in given_names() and not any(s <= token.start() < e for s, e in keep):
+            end = token.start() + len(word)
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            if following is not None and following.group().lower() in surnames() and word == token.group().lower():
+                end = following.end()
+                index += 1
+            spans.append((token.start(), end))
+        index += 1
+    return spans
+
+
+def scrub(text: str, person_spans: list[tuple[int, int]] | tuple = (), *,
+          keep_spans: Iterable[tuple[int, int]] = (), gazetteer: bool = True) -> str:
+    """Replace e-mail addresses, card and phone numbers, and person names with placeholders.
+
+    ``person_spans`` are character offsets of the spans the model tagged as a person; with
+    ``gazetteer`` the given names of :func:`name_spans` (outside ``keep_spans``) go too.
 
     >>> scrub("mail ann.lee@example.com or call 415-555-0134", [])
     'mail <EMAIL> or call <PHONE>'
@@ -83,11 +177,26 @@ def scrub(text: str, person_spans: list[tuple[int, int]] | tuple = ()) -> str:
     'is <PERSON> on shift tomorrow'
     >>> scrub("pay with 4111 1111 1111 1111 for order 12345")
     'pay with <CARD> for order 12345'
+    >>> scrub("ask mason hill if jordan can cover", [(18, 24)])
+    'ask <PERSON> if <PERSON> can cover'
     """
-    # Person spans first, right to left, while the model's offsets still point into the text.
-    for start, end in sorted(person_spans, reverse=True):
-        if 0 <= start < end <= len(text):
-            text = text[:start] + PLACEHOLDERS["person"] + text[end:]
+    # Person spans first, right to left, while the offsets still point into the text.
+    spans = [(s, e) for s, e in person_spans if 0 <= s < e <= len(text)]
+    if gazetteer:  # not inside an e-mail address: that one goes whole, below
+        spans += name_spans(text, [*keep_spans, *(m.span() for m in EMAIL.finditer(text))])
+    for start, end in _merged(spans)[::-1]:
+        text = text[:start] + PLACEHOLDERS["person"] + text[end:]
     text = EMAIL.sub(PLACEHOLDERS["email"], text)
     text = _replace_cards(text)
     return PHONE.sub(PLACEHOLDERS["phone"], text)
+
+
+def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, with overlapping spans joined (the model's span and the gazetteer's may overlap)."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

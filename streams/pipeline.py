@@ -19,7 +19,7 @@ import numpy as np
 
 from nlumon.records import DeadLetter, InvalidRecord, UtteranceEvent, parse_utterance
 from nlumon.settings import Settings
-from streams.features import prediction_rows
+from streams.features import PiiPolicy, prediction_rows
 from streams.pii import text_hash
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class BatchPipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.pii = PiiPolicy(settings.stream.pii_name_gazetteer, settings.stream.pii_keep_slot_confidence)
 
     def process(self, records: Sequence[RawRecord], model: LoadedModel | None = None) -> BatchResult:
         result = BatchResult()
@@ -153,6 +154,7 @@ class BatchPipeline:
             inference_ms=result.inference_s * 1000,
             now=now,
             row_version=row_version,
+            pii=self.pii,
         )
         return accepted
 

@@ -52,3 +52,61 @@ def test_hash_is_keyed_and_insensitive_to_case_and_spacing():
     assert text_hash("k1", "Add  milk") == text_hash("k1", "add milk")
     assert text_hash("k1", "add milk") != text_hash("k2", "add milk")
     assert "milk" not in text_hash("k1", "add milk")
+
+
+# -- the name gazetteer: names the model did not tag ------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ask mason hill if he can cover", "ask <PERSON> if he can cover"),  # given name + surname
+        ("is olivia working today", "is <PERSON> working today"),
+        ("tell jordan's manager", "tell <PERSON>'s manager"),
+        ("is jordan on shift", "is <PERSON> on shift"),  # "on" is a Census surname, not here
+    ],
+)
+def test_census_given_names_are_scrubbed_without_a_model_span(text, expected):
+    assert scrub(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "will it be in stock in may",  # "will", "may", "in" and "my" are Census first names
+        "summer sale on rose gold watches",
+        "pay my bill and add a jack cable",
+        "ok see you on sunday",
+    ],
+)
+def test_everyday_words_that_are_census_names_stay(text):
+    assert scrub(text) == text
+
+
+def test_the_gazetteer_can_be_turned_off_and_keep_spans_protect_a_brand():
+    assert scrub("is olivia in", gazetteer=False) == "is olivia in"
+    assert scrub("two jordan sneakers", keep_spans=[(4, 10)]) == "two jordan sneakers"
+    assert scrub("two jordan sneakers") == "two <PERSON> sneakers"
+
+
+def test_a_name_inside_an_email_address_goes_with_the_address():
+    assert scrub("mail olivia.ng@example.com or olivia at gmail dot com") == "mail <EMAIL> or <EMAIL>"
+
+
+def test_model_and_gazetteer_spans_that_overlap_become_one_placeholder():
+    assert scrub("ask mason hill now", [(4, 9)]) == "ask <PERSON> now"
+
+
+def test_pii_policy_keeps_names_in_confident_non_person_slots_only():
+    from types import SimpleNamespace
+
+    from model_runtime.predictions import SlotSpan
+    from streams.features import PiiPolicy
+
+    text = "add two jordan sneakers for mason"
+    sure = SimpleNamespace(slots=(SlotSpan("brand", 8, 14, "jordan", 0.97),))
+    unsure = SimpleNamespace(slots=(SlotSpan("brand", 8, 14, "jordan", 0.40),))
+    policy = PiiPolicy(gazetteer=True, keep_confidence=0.9)
+    assert policy.scrub_text(text, sure) == "add two jordan sneakers for <PERSON>"
+    assert policy.scrub_slots(sure)[1] == ["jordan"]
+    assert policy.scrub_text(text, unsure) == "add two <PERSON> sneakers for <PERSON>"
+    assert policy.scrub_slots(unsure)[1] == ["<PERSON>"]
+    assert PiiPolicy(gazetteer=False).scrub_text(text, unsure) == text
