@@ -7,9 +7,12 @@ Measures, on real Kafka and ClickHouse (started if needed, on the test ports):
   3. latency: p50/p95 from producer send to the row being visible in ClickHouse, at 50 % of the
      pipeline's rate (visibility is polled every 50 ms, so figures carry up to ~50 ms of resolution);
   4. naive baseline: one inference and one single-row insert per message, same model;
-  and the worker's peak RSS. Saves benchmarks/results/stream.json.
+  and the worker's peak RSS. The bare model, the worker and the naive baseline load the model the same way
+  (``--backend``, sub-batches, threads). ``bare_over_naive`` is the ceiling of ``pipeline_over_naive``: a
+  pipeline that cost nothing around the model. Saves benchmarks/results/stream.json.
 
     python benchmarks/stream.py --package models/quick --count 6000
+    python benchmarks/stream.py --package models/quick --backend onnx-int8 --out benchmarks/results/stream_int8.json
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # _meta
 
+from model_runtime.runtime import SUB_BATCH  # noqa: E402
 from nlumon.schema import connect  # noqa: E402
 from nlumon.services import services_up  # noqa: E402
+from streams.model_service import limit_blas_threads  # noqa: E402
 from streams.replay import produce  # noqa: E402
 from streams.scenarios import scenario_events  # noqa: E402
 from tests.conftest import make_test_settings  # noqa: E402
@@ -48,10 +53,11 @@ def count_rows(settings, prefix: str) -> int:
         client.disconnect()
 
 
-def bare_model(package: Path, texts: list[str], batch: int) -> float:
-    from model_runtime.runtime import load_runtime
+def bare_model(settings, texts: list[str], batch: int) -> float:
+    """``Runtime.predict`` alone, loaded as the worker loads it (same backend, threads, sub-batches)."""
+    from streams.model_service import ModelService
 
-    runtime = load_runtime(package)
+    runtime = ModelService(settings.model).load(Path(settings.model.package_path)).runtime
     runtime.predict(texts[:batch])  # warm-up
     started = time.perf_counter()
     for first in range(0, len(texts), batch):
@@ -132,14 +138,13 @@ def latency_at(settings, records, rate: float, log_dir: Path) -> list[float]:
     return sorted((seen_at[i] - sent_at[i]) * 1000 for i in seen_at)
 
 
-def naive_rate(settings, package: Path, records, limit_s: float = 30.0) -> float:
+def naive_rate(settings, records, limit_s: float = 30.0) -> float:
     """One message at a time: consume, predict alone, insert one row, commit."""
     from kafka import KafkaConsumer
 
     from streams.model_service import ModelService
     from streams.pipeline import BatchPipeline, RawRecord
 
-    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"package_path": package})})
     model = ModelService(settings.model).start()
     pipeline = BatchPipeline(settings)
     produce(settings, ((k, v) for k, v, _ in records))
@@ -166,7 +171,7 @@ def naive_rate(settings, package: Path, records, limit_s: float = 30.0) -> float
     return done / elapsed
 
 
-def cost_breakdown(settings, package: Path, records, batch: int) -> dict[str, float]:
+def cost_breakdown(settings, records, batch: int) -> dict[str, float]:
     """Milliseconds per utterance of each in-process stage of the worker, on the same records, one stage after
     the other: the model alone, the whole ``BatchPipeline.process`` (validation, model, features, PII), the JSON
     of the ``predictions`` messages, and the ClickHouse sink (every table the worker writes, real server)."""
@@ -175,7 +180,6 @@ def cost_breakdown(settings, package: Path, records, batch: int) -> dict[str, fl
     from streams.pipeline import BatchPipeline, RawRecord
     from streams.sink import ClickHouseSink
 
-    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"package_path": package})})
     model = ModelService(settings.model).start()
     pipeline = BatchPipeline(settings)
     raw = [RawRecord(value, key, 0, index, settings.topics.utterances) for index, (key, value, _) in enumerate(records)]
@@ -228,9 +232,11 @@ def main() -> None:
     parser.add_argument("--package", type=Path, default=ROOT / "models" / "quick", help="model package to serve")
     parser.add_argument("--count", type=int, default=6000, help="events in the backlog for the sustained rate")
     parser.add_argument("--batch", type=int, default=64, help="serving micro-batch size")
+    parser.add_argument("--backend", default="onnx-cpu", help="model.backend of the worker, the bare model and the "
+                        "naive baseline (onnx-cpu or onnx-int8 here)")
     parser.add_argument("--sink-flush-s", type=float, default=0.2,
                         help="worker's ClickHouse flush interval (stream.sink_flush_s, 1.0 by default in settings; "
-                             "0.2 here keeps latency low; 1.0 measured 221 vs 224 utt/s, p50 984 vs 790 ms)")
+                             "0.2 here keeps the latency figures low)")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="length of the latency run")
     parser.add_argument("--breakdown-only", action="store_true",
                         help="only the in-process cost per stage (no worker, no latency run, no naive baseline)")
@@ -244,13 +250,13 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def settings_for(name: str):
-        return isolated(base, f"{name}-{run}", model={"package_path": args.package.resolve()})
+        return isolated(base, f"{name}-{run}", model={"package_path": args.package.resolve(), "backend": args.backend})
 
+    limit_blas_threads(base.model.blas_threads)  # the in-process parts (bare, cost, naive) run as the worker does
     texts = [json.loads(e.value)["text"] for e in events("bare", 2000, 1)]
-    bare = bare_model(args.package, texts, args.batch)
-    print(f"bare model        {bare:8.1f} utt/s (batch {args.batch})")
-    breakdown = cost_breakdown(settings_for("cost"), args.package.resolve(),
-                               retag(events("cost", 3000, 5), f"c{run}-"), args.batch)
+    bare = bare_model(settings_for("bare"), texts, args.batch)
+    print(f"bare model        {bare:8.1f} utt/s (batch {args.batch}, {args.backend})")
+    breakdown = cost_breakdown(settings_for("cost"), retag(events("cost", 3000, 5), f"c{run}-"), args.batch)
     print("in-process cost per utterance: " + ", ".join(f"{k} {v:.3f} ms" for k, v in breakdown.items()))
     if args.breakdown_only:
         return
@@ -264,12 +270,15 @@ def main() -> None:
     p50, p95 = statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
     print(f"latency @ {half:.0f}/s   p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
           f"({len(latencies)} of {len(latency_records)} seen)")
-    naive = naive_rate(settings_for("naive"), args.package.resolve(), retag(events("naive", 3000, 4), f"n{run}-"))
-    print(f"naive baseline    {naive:8.1f} utt/s  (pipeline is {rate / naive:.1f}x)")
+    naive = naive_rate(settings_for("naive"), retag(events("naive", 3000, 4), f"n{run}-"))
+    print(f"naive baseline    {naive:8.1f} utt/s  (pipeline is {rate / naive:.1f}x; "
+          f"the bare model is {bare / naive:.1f}x: no pipeline around this model can beat that)")
 
     result = {
         "command": " ".join(sys.argv), "date": datetime.now(UTC).isoformat(), "machine": machine(),
-        "package": str(args.package), "batch": args.batch, "sink_flush_s": args.sink_flush_s,
+        "package": str(args.package), "backend": args.backend, "batch": args.batch,
+        "sub_batch": settings_for("meta").model.sub_batch or SUB_BATCH[args.backend],
+        "sink_flush_s": args.sink_flush_s,
         "bare_model_utt_per_s": round(bare, 1),
         "cost_per_utterance_ms": breakdown,
         "pipeline_utt_per_s": round(rate, 1),
@@ -278,6 +287,7 @@ def main() -> None:
         "latency_p50_ms": round(p50, 1), "latency_p95_ms": round(p95, 1), "latency_samples": len(latencies),
         "naive_utt_per_s": round(naive, 1),
         "pipeline_over_naive": round(rate / naive, 2),
+        "bare_over_naive": round(bare / naive, 2),
         "worker_peak_rss_mib": round(rss_kb / 1024, 1),
         "targets": {"pipeline_over_naive": 10, "pipeline_fraction_of_bare": 0.75},
     }

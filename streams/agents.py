@@ -5,6 +5,10 @@ letters and predictions were acknowledged by the broker and (2) the sink has flu
 so Faust never commits an offset past a record whose row is not durable. Blocking work (the model,
 the ClickHouse insert) runs in one worker thread so the event loop keeps heartbeating (see
 ARCHITECTURE.md, "Faust event loop"); one thread also keeps the model and the sink strictly ordered.
+
+Two batches are in flight: while batch N is in the model, the event loop publishes and stores batch
+N-1 (``publish_and_store``), so the model does not sit idle while Kafka and the sink are busy.
+A hot reload swaps the model in that same thread, after the last batch that used the old one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,7 +26,7 @@ from nlumon.schema import connect
 from nlumon.settings import Settings
 from streams.features import PREDICTION_COLUMNS
 from streams.metrics import WorkerMetrics
-from streams.model_service import LoadedModel, ModelService
+from streams.model_service import LoadedModel, ModelService, limit_blas_threads
 from streams.pipeline import DEAD_LETTER_COLUMNS, UTTERANCE_LOG_COLUMNS, BatchPipeline, RawRecord
 from streams.sink import ClickHouseSink
 
@@ -70,6 +75,13 @@ class BatchCommitter:
             await self.flush()
 
 
+def _log_failure(task: asyncio.Future) -> None:
+    """A failed batch is logged at once (the agent re-raises it when it takes the next batch); its events
+    stay unacknowledged, so they are delivered again."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("batch failed before its rows were stored: %r", task.exception())
+
+
 def _json_row(row: dict) -> bytes:
     return json.dumps(row, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)).encode()
 
@@ -92,6 +104,7 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
     dead_letter = app.topic(topics.dead_letter, partitions=topics.other_partitions, key_type=bytes, value_type=bytes)
     predictions = app.topic(topics.predictions, partitions=topics.other_partitions, key_type=bytes, value_type=bytes)
 
+    limit_blas_threads(settings.model.blas_threads)
     metrics = WorkerMetrics(worker)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlumon-batch")
     pipeline = BatchPipeline(settings)
@@ -113,12 +126,48 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
     metrics.serving(first_model.version, first_model.backend)
     sink.add("model_versions", model_version_row(first_model, worker))
 
+    async def publish_and_store(previous: asyncio.Future | None, processing: asyncio.Future, events: list) -> None:
+        """The event-loop half of one batch: dead letters and predictions to Kafka, rows to the sink.
+
+        Runs while the next batch is in the model; waits for the batch before it, so batches finish in order."""
+        if previous is not None:
+            await previous
+        result = await processing
+        log.debug("batch processed: %d rows, %d dead letters", len(result.events), len(result.dead_letters))
+        if result.model_version:
+            metrics.batch_size.observe(len(result.events))
+            metrics.inference_seconds.observe(result.inference_s)
+        deliveries = []
+        for letter in result.dead_letters:
+            deliveries.append(await dead_letter.send(key=(letter.key or "").encode(), value=letter.to_json()))
+            metrics.dead_letter(letter.reason)
+            log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition,
+                        letter.offset, letter.reason)
+        for row in result.rows.get("predictions", []):
+            deliveries.append(await predictions.send(key=row["session_id"].encode(), value=_json_row(row)))
+        await asyncio.gather(*deliveries)  # the broker has them before their records are acked
+        log.debug("%d messages acknowledged by the broker", len(deliveries))
+        metrics.predictions_out.inc(len(result.rows.get("predictions", [])))
+        for table, rows in result.rows.items():
+            for row in rows:
+                sink.add(table, row)
+        for event in events:
+            committer.last_offsets[event.message.tp] = event.message.offset
+        committer.unacked.extend(events)
+        await committer.flush_if_due()
+
     @app.agent(utterances, name="inference")
     async def inference(stream: faust.Stream) -> None:
+        """Two batches in flight: while batch N is in the model (worker thread), batch N-1 is published and
+        stored (event loop), so neither waits for the other. The model and the sink share one thread, in order."""
         loop = asyncio.get_running_loop()
+        in_flight: deque[asyncio.Future] = deque()
         async for events in stream.noack_take(settings.stream.max_batch, within=settings.stream.max_wait_s):
-            if pending_swap:  # between batches: the new model serves from the next row on
-                model = models.swap(pending_swap.pop())
+            while len(in_flight) >= 2 or (in_flight and in_flight[0].done()):
+                await in_flight.popleft()  # bounded memory; re-raises what failed
+            if pending_swap:  # between batches: the new model serves from the next batch on
+                # in the worker thread, so the old runtime is closed only after the batch that uses it
+                model = await loop.run_in_executor(executor, models.swap, pending_swap.pop())
                 metrics.serving(model.version, model.backend)
                 sink.add("model_versions", model_version_row(model, worker))
                 log.info("now serving model %s", model.version)
@@ -129,29 +178,11 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
             ]
             metrics.records_in.inc(len(records))
             log.debug("batch of %d taken", len(records))
-            result = await loop.run_in_executor(executor, pipeline.process, records, models.current)
-            log.debug("batch processed: %d rows, %d dead letters", len(result.events), len(result.dead_letters))
-            if result.model_version:
-                metrics.batch_size.observe(len(result.events))
-                metrics.inference_seconds.observe(result.inference_s)
-            deliveries = []
-            for letter in result.dead_letters:
-                deliveries.append(await dead_letter.send(key=(letter.key or "").encode(), value=letter.to_json()))
-                metrics.dead_letter(letter.reason)
-                log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition,
-                            letter.offset, letter.reason)
-            for row in result.rows.get("predictions", []):
-                deliveries.append(await predictions.send(key=row["session_id"].encode(), value=_json_row(row)))
-            await asyncio.gather(*deliveries)  # the broker has them before their records are acked
-            log.debug("%d messages acknowledged by the broker", len(deliveries))
-            metrics.predictions_out.inc(len(result.rows.get("predictions", [])))
-            for table, rows in result.rows.items():
-                for row in rows:
-                    sink.add(table, row)
-            for event in events:
-                committer.last_offsets[event.message.tp] = event.message.offset
-            committer.unacked.extend(events)
-            await committer.flush_if_due()
+            processing = loop.run_in_executor(executor, pipeline.process, records, models.current)
+            previous = in_flight[-1] if in_flight else None
+            task = asyncio.ensure_future(publish_and_store(previous, processing, events))
+            task.add_done_callback(_log_failure)
+            in_flight.append(task)
 
     @app.timer(interval=max(0.1, settings.stream.sink_flush_s / 2))
     async def flush_on_time() -> None:

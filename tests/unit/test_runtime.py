@@ -135,3 +135,33 @@ def test_spin_waiting_is_off_unless_asked_for(package_dir, spin_wait):
     options = runtime.engine.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin_wait else "0")
     runtime.close()
+
+
+def test_cpu_backends_cut_batches_into_exactly_padded_sub_batches(package_dir):
+    from model_runtime.runtime import PAD_MULTIPLE, SUB_BATCH
+
+    default = load_runtime(package_dir, "onnx-cpu")
+    assert (default.sub_batch, default.pad_multiple) == (SUB_BATCH["onnx-cpu"], 1)
+    assert default.encode(["add milk"]).input_ids.shape[1] == 4  # [CLS] add milk [SEP], no rounding up
+    assert PAD_MULTIPLE["torch-cuda"] == 8  # few shapes for CUDA graphs
+    calls = []
+    small = load_runtime(package_dir, "onnx-cpu", sub_batch=2)
+    run = small.engine.run
+    small.engine.run = lambda ids, mask: calls.append(ids.shape) or run(ids, mask)
+    texts = [*TEXTS, "add milk", "is aisle seven open"]
+    got = small.predict(texts)
+    assert [rows for rows, _ in calls] == [2, 2, 2]  # 6 texts, calls of 2
+    assert [length for _, length in calls] == sorted(length for _, length in calls)  # shortest texts first
+    for text, p in zip(texts, got, strict=True):  # input order and the same answers as one call per text
+        alone = default.predict([text])[0]
+        assert (alone.intent, alone.tags) == (p.intent, p.tags)
+        assert alone.confidence == pytest.approx(p.confidence, abs=1e-5)
+
+
+def test_the_worker_caps_numpy_blas_threads():
+    code = (
+        "from threadpoolctl import threadpool_info; from streams.model_service import limit_blas_threads; "
+        "limit_blas_threads(1); print({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "{1}"
