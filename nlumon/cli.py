@@ -7,13 +7,12 @@ stays fast and a command only loads what it uses.
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from nlumon.logs import setup_logging
 from nlumon.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(
@@ -56,18 +55,14 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="debug logg
 
 
 def _settings(config: Path | None, verbose: bool = False) -> Settings:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("kafka", "aiokafka", "clickhouse_driver"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    """Load the settings, then set up logging as they say (``log_format``)."""
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except ConfigFileError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    setup_logging(settings.log_format, verbose=verbose)
+    return settings
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -148,7 +143,7 @@ def worker(
     """Run a long-lived stream worker: consume `utterances`, store rows in ClickHouse, dead-letter bad records."""
     from streams.worker import run_worker
 
-    run_worker(_settings(config, verbose), worker_id=worker_id, loglevel="debug" if verbose else "info")
+    run_worker(_settings(config, verbose), worker_id=worker_id, verbose=verbose)
 
 
 @app.command()

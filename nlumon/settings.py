@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     )
 
     environment: str = Field("local", description="free text shown in logs, alerts and dashboards")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text lines for people, or one JSON object per line for log shippers"
+    )
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()

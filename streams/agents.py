@@ -133,7 +133,9 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         if previous is not None:
             await previous
         result = await processing
-        log.debug("batch processed: %d rows, %d dead letters", len(result.events), len(result.dead_letters))
+        log.debug("batch processed: %d rows, %d dead letters", len(result.events), len(result.dead_letters),
+                  extra={"worker": worker, "rows": len(result.events), "dead_letters": len(result.dead_letters),
+                         "inference_ms": round(result.inference_s * 1000, 1), "model_version": result.model_version})
         if result.model_version:
             metrics.batch_size.observe(len(result.events))
             metrics.inference_seconds.observe(result.inference_s)
@@ -141,8 +143,10 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         for letter in result.dead_letters:
             deliveries.append(await dead_letter.send(key=(letter.key or "").encode(), value=letter.to_json()))
             metrics.dead_letter(letter.reason)
-            log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition,
-                        letter.offset, letter.reason)
+            log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition, letter.offset,
+                        letter.reason, extra={"worker": worker, "topic": letter.source_topic,
+                                              "partition": letter.partition, "offset": letter.offset,
+                                              "reason": letter.reason})
         for row in result.rows.get("predictions", []):
             deliveries.append(await predictions.send(key=row["session_id"].encode(), value=_json_row(row)))
         await asyncio.gather(*deliveries)  # the broker has them before their records are acked
@@ -170,7 +174,8 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
                 model = await loop.run_in_executor(executor, models.swap, pending_swap.pop())
                 metrics.serving(model.version, model.backend)
                 sink.add("model_versions", model_version_row(model, worker))
-                log.info("now serving model %s", model.version)
+                log.info("now serving model %s", model.version,
+                         extra={"worker": worker, "model_version": model.version})
             records = [
                 RawRecord(e.message.value, e.message.key, e.message.partition, e.message.offset,
                           e.message.topic, e.message.timestamp)
@@ -211,7 +216,8 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
     async def _count_partitions(sender: Any, assigned: set, **_: Any) -> None:
         mine = [tp for tp in assigned if tp.topic == topics.utterances]
         metrics.assigned_partitions.set(len(mine))
-        log.info("worker %s owns %d partition(s) of %s", worker, len(mine), topics.utterances)
+        log.info("worker %s owns %d partition(s) of %s", worker, len(mine), topics.utterances,
+                 extra={"worker": worker, "partitions": sorted(tp.partition for tp in mine)})
 
     @app.on_before_shutdown.connect
     async def _flush_on_stop(sender: Any, **_: Any) -> None:

@@ -44,7 +44,7 @@ def test_records_flow_end_to_end_and_bad_records_are_dead_lettered(settings, tmp
     ids = good_ids(events)
     bad = len(events) - len(ids)
     assert bad > 5
-    worker = Worker(settings, "w1", tmp_path)
+    worker = Worker(settings, "w1", tmp_path, NLUMON_LOG_FORMAT="json")
     try:
         wait_until(lambda: min(stored_ids(settings, ids).values()) == 1, 120, "every good record stored", (worker,))
         letters = topic_messages(settings, settings.topics.dead_letter)
@@ -61,6 +61,13 @@ def test_records_flow_end_to_end_and_bad_records_are_dead_lettered(settings, tmp
         client.disconnect()
         assert len(versions) == 1 and versions[0][0].startswith("retail-")
         assert worker.alive()  # bad records never stop the worker
+        logged = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+        dead = [line for line in logged if line["message"].startswith("dead-lettered")]
+        assert len(dead) == bad and all(line["level"] == "WARNING" for line in dead)  # one JSON object per record
+        sent = [DeadLetter.model_validate_json(m.value) for m in letters]
+        assert sorted((line["partition"], line["offset"], line["reason"]) for line in dead) == sorted(
+            (letter.partition, letter.offset, letter.reason) for letter in sent)
+        assert any(line["logger"] == "streams.agents" and "partitions" in line for line in logged)
     finally:
         worker.stop()
 

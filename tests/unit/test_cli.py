@@ -40,3 +40,25 @@ def test_a_bad_config_file_exits_2_with_a_message(tmp_path):
     result = CliRunner().invoke(app, ["services", "status", "--config", str(bad)])
     assert result.exit_code == 2
     assert "x.toml" in result.output
+
+
+def test_log_format_json_gives_one_object_per_line(capsys):
+    import json
+    import logging
+
+    from nlumon.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logging.getLogger("kafka").level
+    try:
+        setup_logging("json")
+        logging.getLogger("streams.agents").warning("dead-lettered %s", "x", extra={"reason": "text is empty"})
+        logging.getLogger("kafka.conn").info("connecting")  # a noisy library: WARNING and up only
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:  # pytest's own handlers back, not one bound to this test's captured stderr
+        root.handlers[:], level, kafka_level = saved
+        root.setLevel(level)
+        logging.getLogger("kafka").setLevel(kafka_level)
+    assert [(line["logger"], line["message"], line["reason"]) for line in lines] == [
+        ("streams.agents", "dead-lettered x", "text is empty")]
+    assert lines[0]["level"] == "WARNING" and lines[0]["ts"].endswith("+00:00")

@@ -110,3 +110,12 @@ def test_pii_policy_keeps_names_in_confident_non_person_slots_only():
     assert policy.scrub_text(text, unsure) == "add two <PERSON> sneakers for <PERSON>"
     assert policy.scrub_slots(unsure)[1] == ["<PERSON>"]
     assert PiiPolicy(gazetteer=False).scrub_text(text, unsure) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ask mason hill to call 415-555-0134", "mail olivia.ng@example.com", "card 4111 1111 1111 1111 for jordan"],
+)
+def test_scrubbing_twice_changes_nothing_more(text):
+    once = scrub(text)
+    assert once != text and scrub(once) == once
