@@ -11,6 +11,8 @@ fp32, ONNX Runtime int8, and torch CUDA fp16 + CUDA graphs when a GPU exists); e
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -164,6 +166,13 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def predict_stats(runtime, texts: list[str], batch: int, min_repeats: int, min_seconds: float) -> dict[str, float]:
+    """Timing of ``runtime.predict`` over consecutive chunks of ``batch`` texts (cycled)."""
+    chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+    calls = itertools.cycle(chunks)
+    return summarise(time_calls(lambda: runtime.predict(next(calls)), min_repeats, min_seconds), batch)
+
+
 def end_to_end_rows(package_dir: Path, threads: int) -> list[dict]:
     from model_runtime.data.retail import GeneratorConfig, generate
     from model_runtime.runtime import load_runtime
@@ -173,15 +182,7 @@ def end_to_end_rows(package_dir: Path, threads: int) -> list[dict]:
     for backend in ("onnx-cpu", "onnx-int8"):
         runtime = load_runtime(package_dir, backend, intra_op_threads=threads)
         for batch in (1, 32, 64):
-            chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
-            state = {"i": 0}
-
-            def call(rt=runtime, chunks=chunks, state=state):
-                rt.predict(chunks[state["i"] % len(chunks)])
-                state["i"] += 1
-
-            stats = summarise(time_calls(call, 5, 1.0), batch)
-            rows.append({"backend": backend, "batch": batch, **stats})
+            rows.append({"backend": backend, "batch": batch, **predict_stats(runtime, texts, batch, 5, 1.0)})
     return rows
 
 
@@ -192,20 +193,12 @@ def sub_batch_rows(package_dir: Path, threads: int, batch: int = 64) -> list[dic
     from model_runtime.runtime import load_runtime
 
     texts = [e.text for e in generate(GeneratorConfig(n=2048, seed=98))]
-    chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
     rows = []
     for backend in ("onnx-cpu", "onnx-int8"):
-        runtime = load_runtime(package_dir, backend, intra_op_threads=threads)
+        loaded = load_runtime(package_dir, backend, intra_op_threads=threads)
         for sub_batch, pad_multiple in ((batch, 8), (batch, 1), (32, 1), (16, 1)):
-            runtime.sub_batch = sub_batch
-            runtime._encoder.pad_multiple = pad_multiple
-            state = {"i": 0}
-
-            def call(rt=runtime, state=state):
-                rt.predict(chunks[state["i"] % len(chunks)])
-                state["i"] += 1
-
-            stats = summarise(time_calls(call, 10, 2.0), batch)
+            runtime = dataclasses.replace(loaded, sub_batch=sub_batch, pad_multiple=pad_multiple)  # same engine
+            stats = predict_stats(runtime, texts, batch, 10, 2.0)
             rows.append({"backend": backend, "batch": batch, "sub_batch": sub_batch, "pad_multiple": pad_multiple,
                          **stats})
             print(f"{backend:<10} batch {batch} as calls of {sub_batch:>2} padded to x{pad_multiple}: "

@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # _meta
 
-from model_runtime.runtime import SUB_BATCH  # noqa: E402
 from nlumon.schema import connect  # noqa: E402
 from nlumon.services import services_up  # noqa: E402
 from streams.model_service import limit_blas_threads  # noqa: E402
@@ -53,18 +52,20 @@ def count_rows(settings, prefix: str) -> int:
         client.disconnect()
 
 
-def bare_model(settings, texts: list[str], batch: int) -> float:
-    """``Runtime.predict`` alone, loaded as the worker loads it (same backend, threads, sub-batches)."""
+def bare_model(settings, texts: list[str], batch: int) -> tuple[float, int]:
+    """Utterances/s of ``Runtime.predict`` alone, loaded as the worker loads it (same backend, threads,
+    sub-batches), and the sub-batch it ran with."""
     from streams.model_service import ModelService
 
     runtime = ModelService(settings.model).load(Path(settings.model.package_path)).runtime
+    sub_batch = runtime.sub_batch
     runtime.predict(texts[:batch])  # warm-up
     started = time.perf_counter()
     for first in range(0, len(texts), batch):
         runtime.predict(texts[first:first + batch])
     elapsed = time.perf_counter() - started
     runtime.close()
-    return len(texts) / elapsed
+    return len(texts) / elapsed, sub_batch
 
 
 def events(prefix: str, count: int, seed: int) -> list:
@@ -254,7 +255,7 @@ def main() -> None:
 
     limit_blas_threads(base.model.blas_threads)  # the in-process parts (bare, cost, naive) run as the worker does
     texts = [json.loads(e.value)["text"] for e in events("bare", 2000, 1)]
-    bare = bare_model(settings_for("bare"), texts, args.batch)
+    bare, sub_batch = bare_model(settings_for("bare"), texts, args.batch)
     print(f"bare model        {bare:8.1f} utt/s (batch {args.batch}, {args.backend})")
     breakdown = cost_breakdown(settings_for("cost"), retag(events("cost", 3000, 5), f"c{run}-"), args.batch)
     print("in-process cost per utterance: " + ", ".join(f"{k} {v:.3f} ms" for k, v in breakdown.items()))
@@ -277,7 +278,7 @@ def main() -> None:
     result = {
         "command": " ".join(sys.argv), "date": datetime.now(UTC).isoformat(), "machine": machine(),
         "package": str(args.package), "backend": args.backend, "batch": args.batch,
-        "sub_batch": settings_for("meta").model.sub_batch or SUB_BATCH[args.backend],
+        "sub_batch": sub_batch,
         "sink_flush_s": args.sink_flush_s,
         "bare_model_utt_per_s": round(bare, 1),
         "cost_per_utterance_ms": breakdown,

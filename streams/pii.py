@@ -103,10 +103,8 @@ FUNCTION_WORDS = frozenset("""
     so some than that the them then there they this to too two up us was we were what when where which who why
     will with would yes yet you your
 """.split())
-_NAME_TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
-
-
 SURNAME_MAX_RANK = 5000  # the long tail of Census surnames is full of words: "trail" 8609, "shorts" 8612
+_NAME_TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
 
 
 def _census_names(*files: str, max_rank: int | None = None) -> frozenset[str]:
@@ -115,10 +113,11 @@ def _census_names(*files: str, max_rank: int | None = None) -> frozenset[str]:
     found: set[str] = set()
     for key in files:
         with open(names.FILES[key], encoding="utf-8") as lines:
-            for line in lines:
+            for line in lines:  # most frequent first
                 name, _, _, rank = line.split()
-                if max_rank is None or int(rank) <= max_rank:
-                    found.add(name.lower())
+                if max_rank is not None and int(rank) > max_rank:
+                    break
+                found.add(name.lower())
     return frozenset(found)
 
 
@@ -147,17 +146,19 @@ def name_spans(text: str, keep: Iterable[tuple[int, int]] = ()) -> list[tuple[in
     ([], [])
     """
     keep = list(keep)
-    tokens = [m for m in _NAME_TOKEN.finditer(text)]
+    first_names, last_names = given_names(), surnames()
+    tokens = list(_NAME_TOKEN.finditer(text))
     spans: list[tuple[int, int]] = []
     index = 0
     while index < len(tokens):
         token = tokens[index]
-        word = token.group().lower().removesuffix("'s").removesuffix("’s")
-        if word in given_names() and not any(s <= token.start() < e for s, e in keep):
+        whole = token.group().lower()
+        word = whole.removesuffix("'s").removesuffix("’s")
+        if word in first_names and not any(s <= token.start() < e for s, e in keep):
             end = token.start() + len(word)
             following = tokens[index + 1] if index + 1 < len(tokens) else None
-            if following is not None and following.group().lower() in surnames() and word == token.group().lower():
-                end = following.end()
+            if following is not None and word == whole and following.group().lower() in last_names:
+                end = following.end()  # "mason hill"; not after a possessive ("jordan's manager")
                 index += 1
             spans.append((token.start(), end))
         index += 1

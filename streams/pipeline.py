@@ -20,7 +20,7 @@ import numpy as np
 from nlumon.records import DeadLetter, InvalidRecord, UtteranceEvent, parse_utterance
 from nlumon.settings import Settings
 from streams.features import PiiPolicy, prediction_rows
-from streams.pii import text_hash
+from streams.pii import given_names, surnames, text_hash
 
 if TYPE_CHECKING:
     from streams.model_service import LoadedModel
@@ -72,6 +72,8 @@ class BatchPipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pii = PiiPolicy(settings.stream.pii_name_gazetteer, settings.stream.pii_keep_slot_confidence)
+        if self.pii.gazetteer:  # read the name lists now, not inside the first batch
+            given_names(), surnames()
 
     def process(self, records: Sequence[RawRecord], model: LoadedModel | None = None) -> BatchResult:
         result = BatchResult()
