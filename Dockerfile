@@ -7,6 +7,7 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY nlumon ./nlumon
 COPY streams ./streams
+COPY monitor ./monitor
 COPY detectors ./detectors
 COPY model_runtime ./model_runtime
 COPY dashboards ./dashboards

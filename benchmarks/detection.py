@@ -4,7 +4,7 @@ of the label-free accuracy estimate.
 ``--source replay`` (the default) runs ``nlumon replay``'s scenarios offline through the same code as the live
 system: events from ``streams.scenarios`` → ``streams.pipeline.BatchPipeline`` (validation, the model package,
 features, PII scrubbing: the rows the worker would store) → windows of ``--window`` rows → the monitor's
-``MonitorSuite`` (built by ``streams.monitor_reference.fit_suite``, as the monitor job builds it). The
+``MonitorSuite`` (built by ``monitor.reference.fit_suite``, as the monitor job builds it). The
 generator knows every utterance's true intent and kind, so each window has a true accuracy and each row an
 OOD truth (``oos`` queries and emerging intents are out of distribution). Scenarios: ``stable`` (for the
 false-alarm rate), ``sudden-shift``, ``gradual-shift``, ``ood-burst``, ``asr-degradation`` and ``new-names``
@@ -132,7 +132,7 @@ class ReplaySource:
         return Scenario(name, windows, onset)
 
     def references(self, kinds: list[str], rows: int, seed: int) -> dict[str, tuple[pd.DataFrame, dict]]:
-        from streams.monitor_reference import package_rows, package_stats
+        from monitor.reference import package_rows, package_stats
 
         package = self.model.runtime.package
         stats = package_stats(package, self.model.reference, self.settings.monitor.ood_in_distribution_fpr)
@@ -151,11 +151,11 @@ class ReplaySource:
 
 
 def score_window(suite, window: pd.DataFrame, index: int, extras: dict, reference_kind: str):
-    """Score one window as the monitor job does (``streams.monitor.build_outcome``) on a timeline of 5-minute
+    """Score one window as the monitor job does (``monitor.job.build_outcome``) on a timeline of 5-minute
     windows. Returns ``{detector: fired}`` for the suite's overall group (plus ``any detector``) and the
     ``extras``, ``{estimator: estimated accuracy}`` and the outcome (for the alert rules)."""
-    from streams.monitor import build_outcome
-    from streams.monitor_io import ObservedWindow, WindowFacts
+    from monitor.job import build_outcome
+    from monitor.storage import ObservedWindow, WindowFacts
 
     start = WINDOW_ZERO + index * WINDOW_LENGTH
     end = start + WINDOW_LENGTH
@@ -177,7 +177,7 @@ def score_window(suite, window: pd.DataFrame, index: int, extras: dict, referenc
 class AlertTimeline:
     """The default alert rules (``alerts/default_rules.yaml``, with their ``for_windows`` and cooldowns) run
     by the real :class:`alerts.engine.AlertEngine` on the monitor's metric points
-    (``streams.alerting.metric_points``) of one scenario's windows: which rules start firing when."""
+    (``monitor.alerting.metric_points``) of one scenario's windows: which rules start firing when."""
 
     def __init__(self, state_dir: Path) -> None:
         from alerts.engine import AlertEngine
@@ -188,7 +188,7 @@ class AlertTimeline:
         self.firing: dict[str, list[bool]] = defaultdict(list)
 
     def add(self, outcome) -> None:
-        from streams.alerting import metric_points
+        from monitor.alerting import metric_points
 
         started = {event.rule for event in self.engine.evaluate(metric_points(outcome)) if event.status == "firing"}
         for rule in {r.name for r in self.engine.rules}:
@@ -338,7 +338,7 @@ def print_table(kind: str, scored: dict, names: list[str]) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from streams.monitor_reference import fit_suite
+    from monitor.reference import fit_suite
 
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = sorted(set(names) - set(SHIFTS))

@@ -1,6 +1,6 @@
 """Rows for the monitor's tables, derived from stored predictions, for tests and demos of the dashboards.
 
-The monitor job (``streams/monitor.py``) did not exist when the dashboards were written, so the
+The monitor job (``monitor/job.py``) did not exist when the dashboards were written, so the
 dashboard tests fill ``monitor_windows``, ``drift_results``, ``ood_clusters``, ``alert_events``,
 ``alert_deliveries`` and ``labeling_queue`` with values computed from the real predictions of a replay:
 per-window means, a two-sample KS statistic against the first window with its 5 % critical value, a

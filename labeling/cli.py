@@ -82,13 +82,13 @@ def _items_from_file(input_path: Path) -> list[LabelingItem]:
 
 
 def _items_from_clickhouse(config: Path | None, since: str) -> list[LabelingItem]:
-    """Queued items flagged within ``since`` (the monitor writes them; see streams.labeling_sink)."""
+    """Queued items flagged within ``since`` (the monitor writes them; see monitor.labeling_sink)."""
     from datetime import UTC, datetime, timedelta
 
     from alerts.rules import parse_duration
     from nlumon.schema import connect
     from nlumon.settings import ConfigFileError, load_settings
-    from streams.labeling_sink import queued_items
+    from monitor.labeling_sink import queued_items
 
     try:
         window = timedelta(seconds=parse_duration(since))

@@ -184,3 +184,20 @@ class ReferenceStats:
             + np.einsum("ih,ih->i", projected_means, means)[None, :]
         )
         return np.maximum(distances.min(axis=1), 0.0)
+
+
+# Share of in-distribution dev utterances allowed above the OOD threshold when the package does not
+# carry its own threshold (ARCHITECTURE.md: thresholds from held-out in-distribution data).
+DEFAULT_OOD_FPR = 0.05
+
+
+def ood_threshold_of(package: Any, reference: Any, fpr: float = DEFAULT_OOD_FPR) -> float:
+    """The package's OOD threshold, else the (1 - fpr) quantile of its dev Mahalanobis scores."""
+    threshold = package.manifest.get("ood", {}).get("mahalanobis_threshold")
+    if threshold is not None:
+        return float(threshold)
+    try:
+        scores = reference.values("mahalanobis", "dev")
+    except KeyError:  # older packages: score the reference embedding sample instead
+        scores = reference.mahalanobis(reference.arrays["embedding_sample"])
+    return float(np.quantile(scores, 1.0 - fpr))

@@ -34,7 +34,7 @@ def _mount_package_commands() -> None:
     from dashboards.cli import report_command
     from labeling.cli import labeling_app
     from model_runtime.cli import app as model_app
-    from streams.monitor_cli import app as monitor_app
+    from monitor.cli import app as monitor_app
 
     app.add_typer(model_app, name="model")
     app.add_typer(monitor_app, name="monitor")

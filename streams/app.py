@@ -18,7 +18,7 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
     import faust
 
     from streams.agents import attach_agents
-    from streams.monitor_service import attach_monitor
+    from monitor.service import attach_monitor
 
     app = faust.App(
         settings.kafka.consumer_group,  # the app id is the consumer group of the workers

@@ -184,7 +184,7 @@ def run_monitor(settings: Settings, start: datetime, end: datetime, echo: Echo) 
     import warnings
 
     from alerts.testing import LocalReceiver
-    from streams.monitor_service import build_monitor
+    from monitor.service import build_monitor
 
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     os.environ["NLUMON_DEMO_WEBHOOK_SECRET"] = secret

@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from nlumon.records import UtteranceEvent
-from streams.pii import PLACEHOLDERS, scrub, text_hash
+from nlumon.pii import PLACEHOLDERS, scrub, text_hash
 
 PREDICTION_COLUMNS = (
     "id", "ts", "ingested_at", "assistant", "session_id", "channel", "locale", "model_version",

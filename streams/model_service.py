@@ -19,14 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from model_runtime.reference import DEFAULT_OOD_FPR, ood_threshold_of
 from nlumon.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
 SMOKE_TEXTS = ("add two cartons of milk to my cart", "is jordan on shift tomorrow")
-# Share of in-distribution dev utterances allowed above the OOD threshold when the package does not
-# carry its own threshold (ARCHITECTURE.md: thresholds from held-out in-distribution data).
-DEFAULT_OOD_FPR = 0.05
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -60,18 +58,6 @@ class LoadedModel:
 
     def sketches(self, embeddings: np.ndarray) -> np.ndarray:
         return self.reference.sketch(embeddings)
-
-
-def ood_threshold_of(package: Any, reference: Any, fpr: float = DEFAULT_OOD_FPR) -> float:
-    """The package's OOD threshold, else the (1 - fpr) quantile of its dev Mahalanobis scores."""
-    threshold = package.manifest.get("ood", {}).get("mahalanobis_threshold")
-    if threshold is not None:
-        return float(threshold)
-    try:
-        scores = reference.values("mahalanobis", "dev")
-    except KeyError:  # older packages: score the reference embedding sample instead
-        scores = reference.mahalanobis(reference.arrays["embedding_sample"])
-    return float(np.quantile(scores, 1.0 - fpr))
 
 
 class ModelService:

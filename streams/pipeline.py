@@ -20,7 +20,7 @@ import numpy as np
 from nlumon.records import DeadLetter, InvalidRecord, UtteranceEvent, parse_utterance
 from nlumon.settings import Settings
 from streams.features import PiiPolicy, prediction_rows
-from streams.pii import given_names, surnames, text_hash
+from nlumon.pii import given_names, surnames, text_hash
 
 if TYPE_CHECKING:
     from streams.model_service import LoadedModel

@@ -11,7 +11,7 @@ import pytest
 from alerts.testing import LocalReceiver
 from alerts.webhooks import generate_secret, verify
 from nlumon.schema import connect
-from streams.monitor_service import build_monitor
+from monitor.service import build_monitor
 from tests.conftest import make_test_settings
 from tests.helpers import fill_clickhouse, tiny_model_settings
 

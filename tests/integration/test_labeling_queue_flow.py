@@ -14,9 +14,9 @@ import pytest
 from labeling.items import normalise_text
 from labeling.label_studio import export_label_studio, import_label_studio
 from nlumon.schema import connect
-from streams.labeling_sink import queue_text_hash, queued_items
-from streams.monitor_service import build_monitor
-from streams.pii import scrub
+from monitor.labeling_sink import queue_text_hash, queued_items
+from monitor.service import build_monitor
+from nlumon.pii import scrub
 from tests.conftest import make_test_settings
 from tests.helpers import fill_clickhouse, tiny_model_settings
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nlumon.schema import connect
-from streams.monitor import MonitorJob
+from monitor.job import MonitorJob
 from tests.conftest import make_test_settings
 from tests.helpers import fill_clickhouse, tiny_model_settings
 

@@ -12,16 +12,16 @@ from alerts.rules import parse_rules
 from alerts.store import AlertStore
 from detectors.suite import MonitorSuite
 from detectors.synthetic import make_rows
-from streams.alerting import metric_points
-from streams.labeling_sink import queue_row, queue_text_hash
-from streams.monitor import (
+from monitor.alerting import metric_points
+from monitor.labeling_sink import queue_row, queue_text_hash
+from monitor.job import (
     WindowOutcome,
     drift_result_rows,
     growing_cluster_texts,
     monitor_window_rows,
     summarise_groups,
 )
-from streams.monitor_io import WindowFacts
+from monitor.storage import WindowFacts
 
 START = datetime(2026, 3, 1, 12, 0)
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from streams.monitor import due_windows
-from streams.monitor_io import ObservedWindow, ScoredWindow, naive_utc, window_start_of
+from monitor.job import due_windows
+from monitor.storage import ObservedWindow, ScoredWindow, naive_utc, window_start_of
 
 T0 = datetime(2026, 3, 1, 12, 0)
 

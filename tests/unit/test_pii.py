@@ -1,6 +1,6 @@
 import pytest
 
-from streams.pii import luhn_valid, normalise, scrub, text_hash
+from nlumon.pii import luhn_valid, normalise, scrub, text_hash
 
 
 @pytest.mark.parametrize(

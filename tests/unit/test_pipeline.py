@@ -1,6 +1,6 @@
 from nlumon.records import UtteranceEvent
 from nlumon.settings import load_settings
-from streams.pii import text_hash
+from nlumon.pii import text_hash
 from streams.pipeline import DEAD_LETTER_COLUMNS, UTTERANCE_LOG_COLUMNS, BatchPipeline, RawRecord
 
 GOOD = UtteranceEvent.model_validate({

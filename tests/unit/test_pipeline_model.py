@@ -8,7 +8,7 @@ from nlumon.records import UtteranceEvent
 from nlumon.settings import load_settings
 from streams.features import PREDICTION_COLUMNS
 from streams.model_service import ModelService
-from streams.pii import text_hash
+from nlumon.pii import text_hash
 from streams.pipeline import BatchPipeline, RawRecord
 
 TEXTS = [

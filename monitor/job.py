@@ -13,7 +13,7 @@ report for a drifted window) → hand the outcomes to the handlers (alerts, labe
 ``monitor_windows`` row yet and is scored again by the next run.
 
     >>> from datetime import datetime
-    >>> from streams.monitor_io import ObservedWindow, ScoredWindow
+    >>> from monitor.storage import ObservedWindow, ScoredWindow
     >>> t = datetime(2026, 1, 1, 10, 0)
     >>> w = ObservedWindow(t, datetime(2026, 1, 1, 10, 5), rows=500, last_ingested=datetime(2026, 1, 1, 10, 5, 3),
     ...                    model_version="m1")
@@ -44,7 +44,7 @@ from detectors.performance import average_confidence
 from detectors.report import save_evidently_report
 from detectors.suite import ASSISTANTS, OVERALL, WindowReport
 from nlumon.settings import Settings
-from streams.monitor_io import (
+from monitor.storage import (
     DRIFT_RESULT_COLUMNS,
     MONITOR_WINDOW_COLUMNS,
     OOD_CLUSTER_COLUMNS,
@@ -58,7 +58,7 @@ from streams.monitor_io import (
     scored_windows,
     window_facts,
 )
-from streams.monitor_reference import Reference, ReferenceProvider, ReferenceUnavailableError
+from monitor.reference import Reference, ReferenceProvider, ReferenceUnavailableError
 
 log = logging.getLogger(__name__)
 

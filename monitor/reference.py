@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.suite import MonitorSuite
-from streams.monitor_io import WINDOW_COLUMNS, read_predictions
+from monitor.storage import WINDOW_COLUMNS, read_predictions
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def package_dir_for(package_path: Path, model_version: str) -> Path:
 
 def package_stats(package: Any, reference: Any, ood_fpr: float) -> dict[str, float]:
     """The OOD threshold the worker applies and the package's measured intent accuracy."""
-    from streams.model_service import ood_threshold_of
+    from model_runtime.reference import ood_threshold_of
 
     stats = {"ood_threshold": ood_threshold_of(package, reference, ood_fpr)}
     accuracy = package.metrics.get("onnx-cpu", {}).get("intent_accuracy")

@@ -1,6 +1,6 @@
 """The labeling queue's I/O: flagged samples of each scored window to ClickHouse ``labeling_queue`` and Kafka.
 
-After each window (an outcome handler of :class:`streams.monitor.MonitorJob`): read the window's candidate
+After each window (an outcome handler of :class:`monitor.job.MonitorJob`): read the window's candidate
 rows (OOD, low confidence, small margin, a brand or person slot, or a text of a growing OOD cluster) from
 ``predictions``, flag and score them with :mod:`labeling.flags`, keep one per normalised text, drop texts
 already in the queue, and keep what the budget allows (``labeling.budget``: stratified across reasons and
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from labeling.budget import select_within_budget
 from labeling.flags import FlagContext, candidates, prediction_tags
 from labeling.items import LabelingItem, Reason, normalise_text
-from streams.monitor_io import CANDIDATE_COLUMNS, insert_rows, naive_utc, read_predictions
+from monitor.storage import CANDIDATE_COLUMNS, insert_rows, naive_utc, read_predictions
 
 if TYPE_CHECKING:
-    from streams.monitor import WindowOutcome
+    from monitor.job import WindowOutcome
 
 log = logging.getLogger(__name__)
 

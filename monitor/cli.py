@@ -37,7 +37,7 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
 
 def _runtime(config: Path | None, no_alerts: bool, no_labeling: bool):
     from nlumon.settings import ConfigFileError, load_settings
-    from streams.monitor_service import build_monitor
+    from monitor.service import build_monitor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -98,7 +98,7 @@ def run_command(
     no_labeling: NoLabelingOption = False,
 ) -> None:
     """Keep scoring closed windows until SIGTERM/Ctrl-C, with webhook delivery in a background thread."""
-    from streams.monitor_service import timer_interval_s
+    from monitor.service import timer_interval_s
 
     runtime = _runtime(config, no_alerts, no_labeling)
     interval = interval_s or timer_interval_s(runtime.job.window_s)

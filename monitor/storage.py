@@ -1,4 +1,4 @@
-"""ClickHouse reads and writes of the monitor job. SQL only; what to do with the rows is in ``streams.monitor``.
+"""ClickHouse reads and writes of the monitor job. SQL only; what to do with the rows is in ``monitor.job``.
 
 Every query runs on ClickHouse 18.16: windows are bucketed with ``toDateTime(intDiv(toUInt32(ts), N) * N)``
 (no ``toStartOfInterval``), tuples go to ``IN``, and a re-delivered prediction is read once (``FINAL``).

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from nlumon.schema import connect
 from nlumon.settings import Settings
-from streams.alerting import AlertHandoff, DeliveryLoop
-from streams.labeling_sink import LabelingSink, kafka_producer_factory
-from streams.monitor import MonitorJob, WindowOutcome
+from monitor.alerting import AlertHandoff, DeliveryLoop
+from monitor.labeling_sink import LabelingSink, kafka_producer_factory
+from monitor.job import MonitorJob, WindowOutcome
 
 if TYPE_CHECKING:
     import faust

@@ -1,6 +1,6 @@
 """Hand-off from the monitor to the alerts package: metric points, rule evaluation, ClickHouse mirrors, delivery.
 
-:func:`metric_points` turns one :class:`~streams.monitor.WindowOutcome` into
+:func:`metric_points` turns one :class:`~monitor.job.WindowOutcome` into
 :class:`alerts.events.MetricPoint` values with their evidence (value, threshold, window, report link, a few
 scrubbed example texts). Metric names (the ones ``alerts/default_rules.yaml`` uses):
 
@@ -40,10 +40,10 @@ from alerts.events import AlertEvent, MetricPoint
 from alerts.payloads import headline
 from alerts.sender import WebhookSender
 from alerts.store import AlertStore
-from streams.monitor_io import insert_rows, naive_utc
+from monitor.storage import insert_rows, naive_utc
 
 if TYPE_CHECKING:
-    from streams.monitor import WindowOutcome
+    from monitor.job import WindowOutcome
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def alert_event_row(event: AlertEvent, row_version: int) -> dict[str, Any]:
 
 
 class AlertHandoff:
-    """An outcome handler for :class:`streams.monitor.MonitorJob`: evaluate rules, store and mirror events."""
+    """An outcome handler for :class:`monitor.job.MonitorJob`: evaluate rules, store and mirror events."""
 
     def __init__(
         self,
