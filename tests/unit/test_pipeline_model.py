@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
+from nlumon.pii import text_hash
 from nlumon.records import UtteranceEvent
 from nlumon.settings import load_settings
 from streams.features import PREDICTION_COLUMNS
 from streams.model_service import ModelService
-from nlumon.pii import text_hash
 from streams.pipeline import BatchPipeline, RawRecord
 
 TEXTS = [
