@@ -17,9 +17,14 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
     """A Faust app for ``settings`` with its topics declared (never auto-created) and agents attached."""
     import faust
 
-    from streams.agents import attach_agents
+    from monitor.metrics import monitor_metrics
     from monitor.service import attach_monitor
+    from streams.agents import attach_agents
 
+    # Faust's data dir (default: ./<app id>-data in the working directory, which the image's user may not write)
+    # lives under the run dir; Faust creates only its last folder, and formats the path (braces are escaped)
+    datadir = settings.services.run_dir / "faust" / f"{settings.kafka.consumer_group}-data"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.kafka.consumer_group,  # the app id is the consumer group of the workers
         broker=[f"kafka://{server}" for server in settings.kafka.bootstrap_servers.split(",")],
@@ -31,10 +36,20 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         broker_commit_interval=1.0,
         web_enabled=False,
         store="memory://",
+        datadir=str(datadir).replace("{", "{{").replace("}", "}}"),
         autodiscover=False,
         table_cleanup_interval=60.0,
         producer_acks=-1,
+        # a killed worker's partitions move after this, not after Faust's default 60 s; heartbeats run on their own
+        # task, so a long ClickHouse outage or a slow batch does not cost the membership (tested)
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 5),
+        producer_max_request_size=settings.topics.max_message_bytes,  # = every topic's max.message.bytes
+        # On stop, do not wait for every taken record to be acked: the agent drains what it can within
+        # stream.shutdown_timeout_s (streams.worker) and the rest is redelivered to the partition's next owner.
+        stream_wait_empty=False,
     )
-    attach_agents(app, settings, worker_id=worker_id)
-    attach_monitor(app, settings)  # a leader-only timer: one worker of the group scores the windows
+    app.nlumon = attach_agents(app, settings, worker_id=worker_id)  # the drain hook streams.worker calls on SIGTERM
+    # a leader-only timer: one worker of the group scores the windows; its counters are on the worker's /metrics
+    attach_monitor(app, settings, metrics=monitor_metrics(app.nlumon.registry))
     return app

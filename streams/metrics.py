@@ -38,11 +38,15 @@ class WorkerMetrics:
                                   registry=self.registry)
         self.assigned_partitions = Gauge("nlumon_assigned_partitions", "partitions of the utterances topic this "
                                          "worker owns", ["worker"], registry=self.registry).labels(**labels)
+        self.rows_refused = Counter("nlumon_rows_refused_total", "rows ClickHouse refused for good (their records are "
+                                    "dead-lettered)", ["worker", "table"], registry=self.registry)
+        self.timer_errors = Counter("nlumon_timer_errors_total", "exceptions caught in a periodic task (logged; the "
+                                    "worker goes on)", ["worker", "timer"], registry=self.registry)
         self.model_version = Gauge("nlumon_model_version_info", "1 for the model version in service",
                                    ["worker", "version", "backend"], registry=self.registry)
         self.model_reloads = Counter("nlumon_model_reloads_total", "hot reloads of the model", ["worker", "outcome"],
                                      registry=self.registry)
-        self._worker_id = worker_id
+        self._worker_id = self.worker_id = worker_id
 
     def dead_letter(self, reason: str) -> None:
         # The label is the reason's kind (text before ':'), so label cardinality stays small.

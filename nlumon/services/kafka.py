@@ -43,6 +43,8 @@ auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 log.segment.bytes=67108864
+# at least topics.max_message_bytes (each topic also sets max.message.bytes to it when created)
+message.max.bytes={message_max_bytes}
 """
 
 LOG4J_PROPERTIES = """\
@@ -115,6 +117,7 @@ class KafkaBroker:
                 port=self.port,
                 controller_port=self.settings.kafka.controller_port,
                 data_dir=data_dir,
+                message_max_bytes=broker_message_max_bytes(self.settings),
             )
         )
         (self.home / "log4j.properties").write_text(LOG4J_PROPERTIES.format(log_file=self.home / "server.log"))
@@ -200,6 +203,29 @@ def faust_leader_topic(app_id: str) -> str:
     return f"{app_id}-__assignor-__leader"
 
 
+KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_048_588  # the broker's own default message.max.bytes
+
+
+def broker_message_max_bytes(settings: Settings) -> int:
+    """The broker's ``message.max.bytes``: never below ``topics.max_message_bytes``."""
+    return max(KAFKA_DEFAULT_MESSAGE_MAX_BYTES, settings.topics.max_message_bytes)
+
+
+def topic_configs(settings: Settings, topic: str | None = None) -> dict[str, str]:
+    """Config of a topic we create: the largest record it takes is the producers' ``max_request_size``, and how
+    long it keeps records (``retention.ms``: short for the raw-text topics, see ``TopicSettings.retention_of``;
+    never the broker's default, which would apply silently).
+
+    >>> from nlumon.settings import Settings
+    >>> topic_configs(Settings(), "utterances")["retention.ms"]
+    '259200000'
+    """
+    configs = {"max.message.bytes": str(settings.topics.max_message_bytes)}
+    if topic is not None:
+        configs["retention.ms"] = str(settings.topics.retention_of(topic))
+    return configs
+
+
 def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create the configured topics that are missing; refuse a topic with another partition count.
 
@@ -216,7 +242,8 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=count, replication_factor=settings.topics.replication_factor)
+            NewTopic(name, num_partitions=count, replication_factor=settings.topics.replication_factor,
+                     topic_configs=topic_configs(settings, name))
             for name, count in wanted.items()
             if name not in existing
         ]
@@ -225,6 +252,9 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
                 admin.create_topics(missing, timeout_ms=30_000)
             except TopicAlreadyExistsError:
                 pass  # another process created it between list and create
+        present = [name for name in wanted if name in existing]
+        if present:  # topics created before (or with other limits): set the limit and retention, idempotently
+            _set_topic_configs(admin, {name: topic_configs(settings, name) for name in present})
         actual = {
             topic.get("name", topic.get("topic")): len(topic["partitions"])
             for topic in admin.describe_topics(list(wanted))
@@ -236,3 +266,22 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
         details = ", ".join(f"{name}: want {want}, broker has {have}" for name, (want, have) in wrong.items())
         raise ServiceError(f"topics exist with other partition counts ({details}); recreate them or change settings")
     return actual
+
+
+def _set_topic_configs(admin, configs: dict[str, dict[str, str]]) -> None:
+    """Set each topic's ``configs`` on existing topics; a failure is logged.
+
+    kafka-python sends IncrementalAlterConfigs (brokers >= 2.3): the keys given are SET, other topic settings
+    stay. (On an older broker it falls back to AlterConfigs and first reads the topic's other non-default keys.)
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    try:
+        results = admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, dict(values)) for name, values in configs.items()])
+    except Exception as error:  # the topics work with the broker's limits meanwhile
+        log.warning("could not set %s on existing topics: %s", configs, error)
+        return
+    failed = {name: outcome for name, outcome in results.get("topic", {}).items() if outcome != "OK"}
+    if failed:
+        log.warning("could not set topic configs %s: %s", {name: configs[name] for name in failed}, failed)

@@ -6,6 +6,7 @@ Each test has its own topics and consumer group; the model is the tiny test pack
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -19,6 +20,8 @@ from tests.helpers import tiny_model_settings
 from tests.integration.workers import Worker, isolated, stored_ids, topic_messages, wait_until
 
 pytestmark = pytest.mark.integration
+
+OUTAGE_S = 60.0  # the figure: a minute without ClickHouse must not cost the worker its group membership
 
 
 @pytest.fixture
@@ -50,9 +53,9 @@ def test_records_flow_end_to_end_and_bad_records_are_dead_lettered(settings, tmp
         letters = topic_messages(settings, settings.topics.dead_letter)
         assert len(letters) == bad
         reasons = {DeadLetter.model_validate_json(m.value).reason.split(":")[0] for m in letters}
-        known = {"not JSON", "missing field 'ts'", "field 'text'", "field 'assistant'",
-                 "text is 2000 characters, more than 512"}
-        assert len(reasons) >= 3 and reasons <= known
+        # many kinds of bad input, each refused by the contract itself, none by an error of ours
+        assert len(reasons) >= 5, reasons
+        assert not {r for r in reasons if r.startswith(("internal error", "model error", "feature error"))}
         published = topic_messages(settings, settings.topics.predictions)
         assert sorted(json.loads(m.value)["id"] for m in published) == sorted(ids)
         client = connect(settings.clickhouse)
@@ -101,12 +104,17 @@ def test_clickhouse_outage_loses_nothing(services, unique, tmp_path):
         before = good_ids(replay(settings, "stable", 300, seed=13))
         wait_until(lambda: min(stored_ids(settings, before).values()) == 1, 120, "rows before the outage", (worker,))
         server.stop()
+        down_since = time.monotonic()
         during = good_ids(replay(settings, "stable", 300, seed=14))
         wait_until(lambda: "failed (attempt" in worker.output(), 60, "the worker to notice the outage", (worker,))
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
+        assert worker.alive()
         server.start()
         wait_until(lambda: min(stored_ids(settings, before + during).values()) == 1, 180,
                    "every row after the outage", (worker,))
         assert set(stored_ids(settings, before + during).values()) == {1}
+        # it stayed in its group all along: one assignment, never a rebalance (the loop kept heartbeating)
+        assert worker.log.read_text().count(" partition(s) of ") == 1, worker.output()[-3000:]
     finally:
         worker.stop()
         server.stop()
