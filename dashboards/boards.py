@@ -128,8 +128,9 @@ def drift_ood() -> Dashboard:
         Panel("Estimated accuracy", "timeseries",
               time_series("monitor_windows", {"accuracy": "avg(accuracy_estimate)", "accuracy_low": "avg(accuracy_low)",
                                               "accuracy_high": "avg(accuracy_high)"},
-                          monitor_filter(whole_when_all=True), time_expr="window_start"),
-              "label-free estimate with its interval (whole traffic unless an assistant is chosen)",
+                          f"{monitor_filter(whole_when_all=True)} AND status = 'scored'", time_expr="window_start"),
+              "label-free estimate with its interval (whole traffic unless an assistant is chosen; scored "
+              "windows only)",
               unit="percentunit", style={"band": ("accuracy_low", "accuracy_high")}),
         Panel("Drifted features", "table",
               table(f"""SELECT feature, method, assistant, argMax(score, window_start) AS last_score,

@@ -131,7 +131,7 @@ def _window_row(start: datetime, end: datetime, assistant: str, rows: list[dict]
             "accuracy_low": max(accuracy - half_width, 0.0), "accuracy_high": min(accuracy + half_width, 1.0),
             "dead_letters": 0, "drifted": int(bool(drifted)), "drifted_features": drifted,
             "report_path": f"reports/{start:%Y%m%dT%H%M%S}-{assistant}.html", "scored_at": end,
-            "row_version": version}
+            "row_version": version, "status": "scored", "reason": "", "attempts": 0}
 
 
 def _cluster_rows(start: datetime, rows: list[dict], sizes: dict[str, int], first_seen: dict[str, datetime],

@@ -28,7 +28,7 @@ from detectors.ood import OODRateDetector, OODScorer
 from detectors.performance import AccuracyEstimate, ATCEstimator, OODAwareATCEstimator, average_confidence
 
 OVERALL = "overall"
-ASSISTANTS = ("shopper", "associate")
+ASSISTANTS = ("shopper", "associate")  # the retail corpus's assistants; groups come from the data (assistants_in)
 OPTIONAL_NUMERIC = ("asr_confidence",)  # NaN for text-channel rows: dropped, not an error
 
 
@@ -182,14 +182,25 @@ class MonitorSuite:
 
 
 def _groups(frame: pd.DataFrame, min_rows: int) -> list[tuple[str, pd.DataFrame]]:
-    """``overall`` plus one frame per assistant with at least ``min_rows`` rows."""
+    """``overall`` plus one frame per assistant with at least ``min_rows`` rows: every assistant the frame
+    holds, in name order (retail's ``ASSISTANTS`` or any other names)."""
     groups = [(OVERALL, frame)]
-    if "assistant" in frame.columns:
-        for name in ASSISTANTS:
-            rows = frame[frame["assistant"] == name]
-            if len(rows) >= min_rows:
-                groups.append((name, rows))
+    names = assistants_in(frame)
+    labels = frame["assistant"].astype(str) if names else None
+    for name in names:
+        rows = frame[labels == name]
+        if len(rows) >= min_rows:
+            groups.append((name, rows))
     return groups
+
+
+def assistants_in(frame: pd.DataFrame) -> list[str]:
+    """The assistant names of ``frame``'s rows, sorted (none without an ``assistant`` column); a name that
+    would clash with the whole-traffic group (``overall``, ``all``) is left out."""
+    if "assistant" not in frame.columns:
+        return []
+    names = {str(name) for name in frame["assistant"].dropna().unique()}
+    return sorted(names - {OVERALL, "all"})
 
 
 def _with_group(result: DetectionResult, group: str) -> DetectionResult:

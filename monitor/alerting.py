@@ -41,6 +41,7 @@ from alerts.payloads import headline
 from alerts.sender import WebhookSender
 from alerts.store import AlertStore
 from monitor.storage import insert_rows, naive_utc
+from nlumon.pii import deidentify_row
 
 if TYPE_CHECKING:
     from monitor.job import WindowOutcome
@@ -54,6 +55,12 @@ ALERT_EVENT_COLUMNS = (
 ALERT_DELIVERY_COLUMNS = (
     "webhook_id", "receiver", "event_id", "state", "attempts", "last_error", "updated_at", "row_version",
 )
+# What nlumon.pii.deidentify_row leaves as it is (identifiers, enums, rule and metric names, times, links the
+# monitor builds from its settings); everything else (example utterances, summaries, errors) is scrubbed.
+EVIDENCE_KEEP = ("window_start", "window_end", "model_version", "reference", "evidently_report", "dashboard",
+                 "method", "latency", "cluster_id")
+ALERT_EVENT_KEEP = ("event_id", "rule", "metric", "assistant", "severity", "state")
+ALERT_DELIVERY_KEEP = ("webhook_id", "receiver", "event_id", "state")
 
 
 def report_link(report_path: str, base_url: str = "") -> str:
@@ -85,7 +92,8 @@ def metric_points(
     points: list[MetricPoint] = []
 
     def add(metric: str, value: float, assistant: str | None, **evidence: Any) -> None:
-        points.append(MetricPoint(metric, float(value), start, end, assistant, {**common, **evidence}))
+        points.append(MetricPoint(metric, float(value), start, end, assistant,
+                                  deidentify_row({**common, **evidence}, keep=EVIDENCE_KEEP)))
 
     for name, group in outcome.groups.items():
         assistant = None if name == "all" else name
@@ -116,16 +124,23 @@ def metric_points(
 
 def alert_event_row(event: AlertEvent, row_version: int) -> dict[str, Any]:
     """The ``alert_events`` row of one alert event."""
-    return {
+    return deidentify_row({
         "event_id": event.id, "ts": naive_utc(datetime.now(UTC)), "rule": event.rule, "metric": event.metric,
         "assistant": event.assistant or "", "severity": event.severity, "state": event.status,
         "value": event.value, "threshold": event.threshold, "window_start": naive_utc(event.window_start),
         "window_end": naive_utc(event.window_end), "summary": headline(event.to_dict()), "row_version": row_version,
-    }
+    }, keep=ALERT_EVENT_KEEP)
 
 
 class AlertHandoff:
-    """An outcome handler for :class:`monitor.job.MonitorJob`: evaluate rules, store and mirror events."""
+    """An outcome handler for :class:`monitor.job.MonitorJob`: evaluate rules, store and mirror events.
+
+    If the ClickHouse mirror of new events fails, the call raises (the job stores the windows as failed and
+    retries them) and the events are kept to be mirrored by the next call: evaluating a window again makes
+    no new event (the engine has seen it), so they would otherwise never reach ``alert_events``.
+    """
+
+    name = "alerts"
 
     def __init__(
         self,
@@ -142,6 +157,7 @@ class AlertHandoff:
         self.dashboard_url = dashboard_url
         self.lag_probe = lag_probe
         self._mirrored_until = 0.0
+        self._unmirrored: list[AlertEvent] = []  # stored in SQLite, not yet in ClickHouse
 
     @property
     def store(self) -> AlertStore:
@@ -158,9 +174,12 @@ class AlertHandoff:
                                        consumer_lag=lag if index == len(outcomes) - 1 else None)
         ]
         events = self.engine.evaluate(points)  # durable (SQLite) before anything else happens
-        if events:
+        pending = self._unmirrored + events
+        if pending:
+            self._unmirrored = pending
             self._insert("alert_events", ALERT_EVENT_COLUMNS,
-                         [alert_event_row(event, time.time_ns() // 1000) for event in events])
+                         [alert_event_row(event, time.time_ns() // 1000) for event in pending])
+            self._unmirrored = []
         self.mirror_deliveries()
         return events
 
@@ -184,9 +203,11 @@ class AlertHandoff:
                 " WHERE status = 'pending' OR finished_at >= ? OR created_at >= ?", (since, since),
             ).fetchall()
         mirrored = [
-            {"webhook_id": webhook_id, "receiver": receiver, "event_id": json.loads(event_json).get("id", ""),
-             "state": status, "attempts": attempts, "last_error": last_error or "",
-             "updated_at": naive_utc(datetime.fromtimestamp(updated, UTC)), "row_version": time.time_ns() // 1000}
+            deidentify_row(
+                {"webhook_id": webhook_id, "receiver": receiver, "event_id": json.loads(event_json).get("id", ""),
+                 "state": status, "attempts": attempts, "last_error": last_error or "",
+                 "updated_at": naive_utc(datetime.fromtimestamp(updated, UTC)),
+                 "row_version": time.time_ns() // 1000}, keep=ALERT_DELIVERY_KEEP)
             for webhook_id, receiver, event_json, status, attempts, last_error, updated in rows
         ]
         self._insert("alert_deliveries", ALERT_DELIVERY_COLUMNS, mirrored)

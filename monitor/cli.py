@@ -36,16 +36,22 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
 
 
 def _runtime(config: Path | None, no_alerts: bool, no_labeling: bool):
-    from nlumon.settings import ConfigFileError, load_settings
     from monitor.service import build_monitor
+    from nlumon.settings import ConfigFileError, InsecureSettingsError, check_secrets, load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         stream=sys.stderr)
+    from nlumon.logs import TextFormatter
+
+    for handler in logging.getLogger().handlers:  # no personal data in any log line (docs/security.md)
+        if not isinstance(handler.formatter, TextFormatter):
+            handler.setFormatter(TextFormatter())
     for noisy in ("kafka", "clickhouse_driver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings(config)
-    except ConfigFileError as error:
+        check_secrets(settings, "the monitor")
+    except (ConfigFileError, InsecureSettingsError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
     return build_monitor(settings, alerts=not no_alerts, labeling=not no_labeling)
@@ -73,6 +79,7 @@ def run_once_command(
                        f"ood {overall.ood_rate if overall else float('nan'):6.3f}  "
                        f"acc~ {overall.accuracy if overall else float('nan'):5.3f}  "
                        f"drifted: {', '.join(drifted) or '-'}  {outcome.report_path}")
+        _echo_unscored(runtime.job.last_run)
         typer.echo(f"{len(outcomes)} window(s) scored")
         if runtime.delivery is not None:
             deadline = time.monotonic() + deliver_timeout_s
@@ -83,6 +90,14 @@ def run_once_command(
             typer.echo(f"{attempts} webhook delivery attempt(s); outbox: {runtime.delivery.sender.outbox.counts()}")
     finally:
         runtime.close()
+
+
+def _echo_unscored(report) -> None:
+    """One line per window stored as not scored or failed, with its reason."""
+    for result in report.results:
+        if result.status != "scored":
+            typer.echo(f"{result.window.start:%Y-%m-%d %H:%M:%S}  rows {result.window.rows:>7}  {result.status} "
+                       f"(attempt {result.attempts}): {result.reason}")
 
 
 def _pending(runtime) -> bool:
@@ -96,11 +111,17 @@ def run_command(
                                                           "5-60 s")] = None,
     no_alerts: NoAlertsOption = False,
     no_labeling: NoLabelingOption = False,
+    metrics_port: Annotated[int, typer.Option(help="serve the monitor's Prometheus metrics (nlumon_monitor_*) on "
+                                                   "this port of 127.0.0.1; 0 = off")] = 0,
 ) -> None:
     """Keep scoring closed windows until SIGTERM/Ctrl-C, with webhook delivery in a background thread."""
     from monitor.service import timer_interval_s
 
     runtime = _runtime(config, no_alerts, no_labeling)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=runtime.metrics.registry)
     interval = interval_s or timer_interval_s(runtime.job.window_s)
     stopping = {"flag": False}
 
@@ -116,7 +137,8 @@ def run_command(
             try:
                 runtime.run_once()
             except Exception:  # a failed run is retried; its windows stay due
-                logging.getLogger(__name__).exception("monitor run failed")
+                runtime.metrics.run_errors.labels(where="run_loop").inc()
+                logging.getLogger(__name__).exception("monitor run failed; retried in %.0f s", interval)
             deadline = time.monotonic() + interval
             while not stopping["flag"] and time.monotonic() < deadline:
                 time.sleep(0.2)

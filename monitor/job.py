@@ -9,8 +9,24 @@ One run (:meth:`MonitorJob.run_once`): find due windows → per window read a bo
 (as many rows as the thresholds were calibrated for) and whole-window figures → run the
 :class:`detectors.suite.MonitorSuite` → write ``drift_results`` and ``ood_clusters`` (and an Evidently HTML
 report for a drifted window) → hand the outcomes to the handlers (alerts, labeling queue) → write
-``monitor_windows``. That last write is the commit point: a window whose hand-off failed has no
-``monitor_windows`` row yet and is scored again by the next run.
+``monitor_windows``. That last write is the commit point: a run that cannot write it (ClickHouse gone)
+raises, stores nothing, and the next run finds the same windows due.
+
+No window stops the others. Each window ends in one ``monitor_windows`` status:
+
+- ``scored``: the detectors ran and every hand-off took the outcome (``reason`` is empty, or says that no
+  drift test ran because the sample was smaller than a test's minimum: OOD rate and accuracy still are);
+- ``not_scored``: the window lacks what scoring needs — no usable model package, a reference with too few
+  rows, no rows to read (``reason`` says which, as ``code: details``); only its ``all`` row is written;
+- ``failed``: scoring raised, or a hand-off raised for it (``reason``: ``stage: Error: message``); it is
+  logged with its start and the exception and counted (``nlumon_monitor_window_errors_total``).
+
+A window that is not ``scored`` is due again when late rows change it (like a scored one) or once a backoff
+has passed since the attempt: 60 s doubled per unsuccessful attempt in a row (``attempts``), at most an
+hour — measured in real time, also for ``--now`` backfills. Windows are attempted oldest first and
+independently, so a failing window never holds back later ones; it is retried until it scores or leaves the
+run's lookback (24 h by default). Alert rules ignore a window older than the newest one they have seen, so a
+window that scores late is stored and queued for labeling but does not move alert state backwards.
 
     >>> from datetime import datetime
     >>> from monitor.storage import ObservedWindow, ScoredWindow
@@ -23,6 +39,11 @@ report for a drifted window) → hand the outcomes to the handlers (alerts, labe
     [0]
     >>> due_windows([w], {t: ScoredWindow(500, datetime(2026, 1, 1, 10, 6))}, now=datetime(2026, 1, 1, 11), grace_s=60)
     []
+    >>> failed = ScoredWindow(500, datetime(2026, 1, 1, 10, 6), status="failed", attempts=1)
+    >>> len(due_windows([w], {t: failed}, now=datetime(2026, 1, 1, 10, 6, 59), grace_s=60))  # retry after 60 s
+    0
+    >>> len(due_windows([w], {t: failed}, now=datetime(2026, 1, 1, 10, 7), grace_s=60))
+    1
 """
 
 from __future__ import annotations
@@ -31,7 +52,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,15 +60,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.base import DetectorError
+from detectors.base import EmptyWindowError
 from detectors.performance import average_confidence
 from detectors.report import save_evidently_report
-from detectors.suite import ASSISTANTS, OVERALL, WindowReport
-from nlumon.settings import Settings
+from detectors.suite import OVERALL, WindowReport, assistants_in
+from monitor.metrics import MonitorMetrics, monitor_metrics
+from monitor.reference import Reference, ReferenceProvider, ReferenceUnavailableError
 from monitor.storage import (
     DRIFT_RESULT_COLUMNS,
+    FAILED,
     MONITOR_WINDOW_COLUMNS,
+    NOT_SCORED,
     OOD_CLUSTER_COLUMNS,
+    SCORED,
     ObservedWindow,
     ScoredWindow,
     WindowFacts,
@@ -58,13 +83,36 @@ from monitor.storage import (
     scored_windows,
     window_facts,
 )
-from monitor.reference import Reference, ReferenceProvider, ReferenceUnavailableError
+from nlumon.pii import deidentify_row
+from nlumon.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ALL = "all"  # the whole traffic, in the result tables (the suite calls it "overall")
 N_EXAMPLES = 5
 OutcomeHandler = Callable[[Sequence["WindowOutcome"]], None]
+RETRY_BASE_S = 60.0  # a window that was not scored is tried again after this, doubled per attempt ...
+RETRY_CAP_S = 3600.0  # ... up to this
+MAX_REASON_CHARS = 500
+
+
+class WindowNotScoredError(Exception):
+    """Scoring found the window lacking (no rows to read...): store it as ``not_scored`` with ``code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class HandoffError(Exception):
+    """A hand-off (alerts, labeling) failed for some windows only: ``failures`` maps their start to the reason.
+
+    A handler raises it after handling the other windows; any other exception fails every window it was given.
+    """
+
+    def __init__(self, failures: Mapping[datetime, str]) -> None:
+        super().__init__(f"hand-off failed for {len(failures)} window(s)")
+        self.failures = dict(failures)
 
 
 @dataclass(frozen=True)
@@ -118,11 +166,50 @@ class WindowOutcome:
         return max(0.0, 1.0 - self.rows / before) if before else None
 
 
+@dataclass(frozen=True)
+class WindowResult:
+    """What one attempt at a window gave: its status, the reason when not scored, and the outcome if scored."""
+
+    window: ObservedWindow
+    status: str  # scored | not_scored | failed
+    reason: str = ""
+    attempts: int = 0  # attempts in a row without a score, this one included (stored as 0 once scored)
+    outcome: WindowOutcome | None = None
+    stage: str = ""  # where a failed window failed: score, alerts, labeling
+    attempted_at: datetime | None = None  # when (real time, naive UTC): stored as scored_at when not scored
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Every window one :meth:`MonitorJob.run_once` attempted, by status."""
+
+    results: tuple[WindowResult, ...] = ()
+
+    def with_status(self, status: str) -> list[WindowResult]:
+        return [result for result in self.results if result.status == status]
+
+    @property
+    def scored(self) -> list[WindowOutcome]:
+        return [result.outcome for result in self.with_status(SCORED) if result.outcome is not None]
+
+
+def retry_delay_s(attempts: int, base_s: float = RETRY_BASE_S, cap_s: float = RETRY_CAP_S) -> float:
+    """How long after an unsuccessful attempt a window is tried again: ``base_s`` doubled per attempt, capped.
+
+    >>> [retry_delay_s(n) for n in (1, 2, 3, 7, 50)]
+    [60.0, 120.0, 240.0, 3600.0, 3600.0]
+    """
+    return float(min(cap_s, base_s * 2 ** min(max(attempts, 1) - 1, 32)))
+
+
 def due_windows(
-    observed: Iterable[ObservedWindow], scored: Mapping[datetime, ScoredWindow], *, now: datetime, grace_s: int
+    observed: Iterable[ObservedWindow], scored: Mapping[datetime, ScoredWindow], *, now: datetime, grace_s: int,
+    retry_now: datetime | None = None, retry_base_s: float = RETRY_BASE_S, retry_cap_s: float = RETRY_CAP_S,
 ) -> list[ObservedWindow]:
-    """Closed windows (``end + grace_s <= now``) never scored, or changed since they were scored."""
+    """Closed windows (``end + grace_s <= now``) never scored, changed since they were stored, or stored as not
+    scored / failed and past their retry backoff (``retry_now``, the real time, defaults to ``now``)."""
     now = naive_utc(now)
+    retry_now = naive_utc(retry_now) if retry_now is not None else now
     due = []
     for window in observed:
         if window.end + timedelta(seconds=grace_s) > now:
@@ -130,6 +217,10 @@ def due_windows(
         previous = scored.get(window.start)
         if previous is None or window.rows != previous.rows or window.last_ingested > previous.scored_at:
             due.append(window)
+        elif previous.status != SCORED:
+            delay = retry_delay_s(previous.attempts, retry_base_s, retry_cap_s)
+            if retry_now >= previous.scored_at + timedelta(seconds=delay):
+                due.append(window)
     return sorted(due, key=lambda w: w.start)
 
 
@@ -146,6 +237,7 @@ class MonitorJob:
         lookback_s: int = 86400,
         report_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         monitor = settings.monitor
         self.window_s, self.grace_s = monitor.window_s, monitor.grace_s
@@ -158,45 +250,131 @@ class MonitorJob:
         self.lookback_s = lookback_s
         self.report_dir = Path(report_dir) if report_dir is not None else settings.services.run_dir / "reports"
         self.clock = clock
+        self.metrics = metrics or monitor_metrics()
+        self.database = settings.clickhouse.database
+        self.last_run = RunReport()  # what the latest run_once attempted (the CLI prints it)
+        self._columns_checked = False
 
     def run_once(self, now: datetime | None = None, since: datetime | None = None) -> list[WindowOutcome]:
-        """Score every due window that starts in [since, now) (``since`` defaults to ``now - lookback_s``)."""
-        now = naive_utc(now or datetime.fromtimestamp(self.clock(), UTC))
+        """Score every due window that starts in [since, now) (``since`` defaults to ``now - lookback_s``).
+
+        Returns the windows stored as scored; :attr:`last_run` has every window attempted, with its status.
+        Raises only when the run itself cannot proceed (ClickHouse unreachable, results not storable): a
+        window's own failure is stored, logged and counted, and the next window is scored.
+        """
+        retry_now = naive_utc(datetime.fromtimestamp(self.clock(), UTC))
+        now = naive_utc(now) if now is not None else retry_now
         since = naive_utc(since) if since is not None else now - timedelta(seconds=self.lookback_s)
         client = self.client_factory()
         try:
+            self._ensure_columns(client)
             observed = observed_windows(client, self.window_s, since, now)
-            scored = scored_windows(client, self.window_s, since, now)
-            outcomes = []
-            for window in due_windows(observed, scored, now=now, grace_s=self.grace_s):
-                outcome = self._score_safely(client, window, rescored=window.start in scored)
-                if outcome is not None:
-                    outcomes.append(outcome)
-            for handler in self.handlers:
-                handler(outcomes)
+            stored = scored_windows(client, self.window_s, since, now)
+            results = [self._attempt(client, window, stored.get(window.start))
+                       for window in due_windows(observed, stored, now=now, grace_s=self.grace_s,
+                                                 retry_now=retry_now)]
+            results = self._hand_off(results)
             insert_rows(client, "monitor_windows", MONITOR_WINDOW_COLUMNS,
-                        (row for outcome in outcomes for row in monitor_window_rows(outcome)))
+                        (row for result in results for row in window_result_rows(result)))
         finally:
             client.disconnect()
-        if outcomes:
-            log.info("monitor scored %d window(s), %d drifted", len(outcomes), sum(o.drifted for o in outcomes))
+        report = RunReport(tuple(results))
+        self.last_run = report
+        for result in results:
+            self.metrics.windows.labels(status=result.status).inc()
+        outcomes = report.scored
+        if results:
+            log.info("monitor: %d window(s) scored (%d drifted), %d not scored, %d failed", len(outcomes),
+                     sum(o.drifted for o in outcomes), len(report.with_status(NOT_SCORED)),
+                     len(report.with_status(FAILED)))
         return outcomes
 
-    def _score_safely(self, client: Any, window: ObservedWindow, rescored: bool) -> WindowOutcome | None:
-        try:
-            return self.score_window(client, window, rescored=rescored)
-        except (DetectorError, ReferenceUnavailableError) as error:
-            # A window the detectors cannot score (no reference, too few rows) must not stop the others.
-            log.error("window %s not scored: %s: %s", window.start, type(error).__name__, error)
-            return None
+    def _ensure_columns(self, client: Any) -> None:
+        """Once per job: give an older ``monitor_windows`` the status columns (a monitor upgraded before the
+        schema was re-applied)."""
+        if self._columns_checked:
+            return
+        from nlumon.schema import ensure_columns
 
-    def score_window(self, client: Any, window: ObservedWindow, *, rescored: bool = False) -> WindowOutcome | None:
-        """Read, score and store one window (all but its ``monitor_windows`` rows)."""
+        try:
+            added = ensure_columns(client, self.database, "monitor_windows")
+        except Exception as error:  # e.g. no ALTER grant: the insert says so if a column is really missing
+            log.warning("monitor_windows columns not checked (%s: %s)", type(error).__name__, error)
+            return
+        if added:
+            log.info("monitor_windows: added column(s) %s", ", ".join(added))
+        self._columns_checked = True
+
+    def _attempt(self, client: Any, window: ObservedWindow, previous: ScoredWindow | None) -> WindowResult:
+        """Score one window; whatever it raises becomes its stored status, never the run's."""
+        attempts = (previous.attempts if previous is not None and previous.status != SCORED else 0) + 1
+        rescored = previous is not None and previous.status == SCORED
+        attempted_at = naive_utc(datetime.fromtimestamp(self.clock(), UTC))  # before the reads, like scored_at
+        try:
+            outcome = self.score_window(client, window, rescored=rescored)
+        except (WindowNotScoredError, ReferenceUnavailableError, EmptyWindowError) as error:
+            code = getattr(error, "code", None) or "too_few_rows"
+            reason = _reason(f"{code}: {error}")
+            log.warning("monitor window %s (model %s) not scored: %s", window.start, window.model_version, reason)
+            self.metrics.not_scored.labels(reason=code).inc()
+            return WindowResult(window, NOT_SCORED, reason, attempts, attempted_at=attempted_at)
+        except Exception as error:
+            log.exception("monitor window %s (model %s, %d rows) failed (attempt %d); later windows go on, this "
+                          "one is retried", window.start, window.model_version, window.rows, attempts)
+            self.metrics.window_errors.labels(stage="score").inc()
+            return WindowResult(window, FAILED, _reason(f"score: {type(error).__name__}: {error}"), attempts,
+                                stage="score", attempted_at=attempted_at)
+        note = ""
+        if not outcome.report.results:  # scored (OOD rate, accuracy), but every drift test lacked rows
+            note = _reason("no drift test ran: " + "; ".join(f"{group} {why}"
+                                                             for group, why in outcome.report.skipped.items()))
+        # attempts count only if a hand-off fails
+        return WindowResult(window, SCORED, note, attempts, outcome, attempted_at=attempted_at)
+
+    def _hand_off(self, results: list[WindowResult]) -> list[WindowResult]:
+        """Give the scored outcomes to every handler; a window a handler failed on becomes ``failed``."""
+        outcomes = [result.outcome for result in results if result.status == SCORED and result.outcome is not None]
+        failures: dict[datetime, tuple[str, str]] = {}
+        for handler in self.handlers:
+            stage = handler_name(handler)
+            try:
+                handler(outcomes)
+            except HandoffError as error:
+                failed = {start: reason for start, reason in error.failures.items()}
+            except Exception as error:
+                log.exception("monitor %s hand-off failed for %d window(s) %s..%s", stage, len(outcomes),
+                              outcomes[0].window_start if outcomes else "-",
+                              outcomes[-1].window_start if outcomes else "-")
+                failed = {o.window_start: f"{type(error).__name__}: {error}" for o in outcomes}
+            else:
+                continue
+            for start, reason in failed.items():
+                if start not in failures:
+                    failures[start] = (stage, reason)
+                    self.metrics.window_errors.labels(stage=stage).inc()
+        if not failures:
+            return results
+        changed = []
+        for result in results:
+            failure = failures.get(result.window.start) if result.status == SCORED else None
+            if failure is None:
+                changed.append(result)
+                continue
+            stage, reason = failure
+            log.error("monitor window %s scored but its %s hand-off failed: %s; stored as failed, retried later",
+                      result.window.start, stage, reason)
+            changed.append(replace(result, status=FAILED, reason=_reason(f"{stage}: {reason}"), stage=stage))
+        return changed
+
+    def score_window(self, client: Any, window: ObservedWindow, *, rescored: bool = False) -> WindowOutcome:
+        """Read, score and store one window (all but its ``monitor_windows`` rows). Raises
+        :class:`WindowNotScoredError` (or a reference error) when the window cannot be scored."""
         reference = self.references.reference_for(client, window.model_version, window.start)
         scored_at = naive_utc(datetime.fromtimestamp(self.clock(), UTC))  # before the read: late rows rescore
         frame = read_predictions(client, window.start, window.end, reference.window_size)
         if frame.empty:
-            return None
+            raise WindowNotScoredError("empty_window", f"no prediction rows to read in {window.start:%Y-%m-%d %H:%M:%S}"
+                                       f"..{window.end:%H:%M:%S} (counted {window.rows})")
         facts = window_facts(client, window.start, window.end)
         outcome = build_outcome(window, frame, facts, reference.suite, reference.kind, scored_at, rescored=rescored)
         if outcome.drifted:
@@ -232,9 +410,22 @@ def build_outcome(
 
 
 def _replace(outcome: WindowOutcome, **changes: Any) -> WindowOutcome:
-    from dataclasses import replace
-
     return replace(outcome, **changes)
+
+
+def handler_name(handler: Any) -> str:
+    """What a hand-off is called in reasons and metrics: its ``name`` attribute, else its type.
+
+    >>> handler_name(print), handler_name(type("Sink", (), {"name": "labeling"})())
+    ('builtin_function_or_method', 'labeling')
+    """
+    return str(getattr(handler, "name", None) or type(handler).__name__)
+
+
+def _reason(text: str) -> str:
+    """A reason as stored: one line, at most ``MAX_REASON_CHARS`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 3] + "..."
 
 
 def summarise_groups(
@@ -243,7 +434,7 @@ def summarise_groups(
     """Per group (``all`` and each assistant present): rows, mean confidence, OOD rate, accuracy, drifted features."""
     summaries = {}
     groups = [(ALL, OVERALL, frame)] + [
-        (name, name, frame[frame["assistant"] == name]) for name in ASSISTANTS if "assistant" in frame.columns
+        (name, name, frame[frame["assistant"].astype(str) == name]) for name in assistants_in(frame)
     ]
     for name, suite_name, rows in groups:
         if rows.empty:
@@ -275,11 +466,39 @@ def growing_cluster_texts(report: WindowReport) -> frozenset[str]:
     return frozenset(text for cluster in report.clusters if cluster.growth > 0 for text in cluster.examples)
 
 
+# String columns nlumon.pii.deidentify_row leaves as they are in the monitor's tables (identifiers, enums, names
+# of features and methods, paths the monitor writes itself); every other string (reasons, examples, JSON
+# details) is scrubbed where the row is built.
+MONITOR_WINDOW_KEEP = ("assistant", "model_version", "drifted_features", "report_path", "status")
+DRIFT_RESULT_KEEP = ("assistant", "feature", "method")
+OOD_CLUSTER_KEEP = ("cluster_id", "assistant")
+
+
+def window_result_rows(result: WindowResult) -> list[dict[str, Any]]:
+    """The ``monitor_windows`` rows of one attempted window: one per group when scored (also when a hand-off
+    failed: the scores are kept, the status says to retry), else only the ``all`` row with the reason."""
+    if result.outcome is not None:
+        status = {"status": result.status, "reason": result.reason,
+                  "attempts": 0 if result.status == SCORED else result.attempts}
+        return [deidentify_row({**row, **status}, keep=MONITOR_WINDOW_KEEP)
+                for row in monitor_window_rows(result.outcome)]
+    window = result.window
+    nan = float("nan")
+    return [deidentify_row({
+        "window_start": window.start, "window_end": window.end, "assistant": ALL,
+        "model_version": window.model_version, "rows": window.rows, "mean_confidence": nan, "ood_rate": nan,
+        "accuracy_estimate": nan, "accuracy_low": nan, "accuracy_high": nan, "dead_letters": 0, "drifted": 0,
+        "drifted_features": [], "report_path": "", "scored_at": result.attempted_at or naive_utc(datetime.now(UTC)),
+        "row_version": time.time_ns() // 1000, "status": result.status, "reason": result.reason,
+        "attempts": min(result.attempts, 65535),
+    }, keep=MONITOR_WINDOW_KEEP)]
+
+
 def monitor_window_rows(outcome: WindowOutcome) -> list[dict[str, Any]]:
-    """One ``monitor_windows`` row per group of the window."""
+    """One ``monitor_windows`` row per group of the window (status ``scored``)."""
     rows = []
     for name, group in outcome.groups.items():
-        rows.append({
+        rows.append(deidentify_row({
             "window_start": outcome.window_start, "window_end": outcome.window_end, "assistant": name,
             "model_version": outcome.model_version,
             # ``all`` keeps the row count the window was found with: a later count that differs means late rows
@@ -290,8 +509,8 @@ def monitor_window_rows(outcome: WindowOutcome) -> list[dict[str, Any]]:
             "dead_letters": outcome.facts.dead_letters if name == ALL else 0,
             "drifted": int(bool(group.drifted_features)), "drifted_features": list(group.drifted_features),
             "report_path": outcome.report_path, "scored_at": outcome.scored_at,
-            "row_version": time.time_ns() // 1000,
-        })
+            "row_version": time.time_ns() // 1000, "status": SCORED, "reason": "", "attempts": 0,
+        }, keep=MONITOR_WINDOW_KEEP))
     return rows
 
 
@@ -301,13 +520,13 @@ def drift_result_rows(outcome: WindowOutcome, row_version: int) -> list[dict[str
     for result in outcome.report.results:
         data = result.to_dict()
         group = result.details.get("group", OVERALL)
-        rows.append({
+        rows.append(deidentify_row({
             "window_start": outcome.window_start, "window_end": outcome.window_end,
             "assistant": ALL if group == OVERALL else group, "feature": result.feature, "method": result.method,
             "score": _finite(data["score"]), "threshold": _finite(data["threshold"]), "drifted": int(result.drifted),
             "details": json.dumps(data["details"], sort_keys=True), "scored_at": outcome.scored_at,
             "row_version": row_version,
-        })
+        }, keep=DRIFT_RESULT_KEEP, json_columns=("details",)))
     return rows
 
 
@@ -316,11 +535,11 @@ def ood_cluster_rows(outcome: WindowOutcome, row_version: int) -> list[dict[str,
     rows = []
     for cluster in outcome.report.clusters:
         first_seen = _parse_time(cluster.first_seen) or outcome.window_start
-        rows.append({
+        rows.append(deidentify_row({
             "window_start": outcome.window_start, "cluster_id": cluster.cluster_id, "assistant": ALL,
             "size": cluster.size, "growth": float(cluster.growth), "first_seen": first_seen,
             "examples": list(cluster.examples), "row_version": row_version,
-        })
+        }, keep=OOD_CLUSTER_KEEP))
     return rows
 
 

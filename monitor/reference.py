@@ -2,23 +2,28 @@
 
 Three references (``monitor.reference``):
 
-- ``package``: the model package's reference statistics. Rows are the training-split sample whose embeddings
-  the package keeps (features, 32-d sketch, Mahalanobis OOD score, all aligned); the predicted intent mix is
-  drawn from the package's per-assistant mix. The package has no per-row assistant or slot column, so this
-  reference scores drift of the whole traffic only (per-assistant OOD rate and accuracy are still computed).
+- ``package``: the model package's reference statistics. Rows are the held-out (dev) sample whose embeddings
+  the package keeps (features, 32-d sketch, Mahalanobis OOD score, all aligned; older packages: the training
+  sample); the predicted intent mix is drawn from the package's per-assistant mixes, whatever assistants the
+  package's examples carry (``shopper``/``associate`` for retail, one ``snips`` or ``clinc150`` assistant for
+  those corpora, any other names). The package has no per-row assistant or slot column, so this reference
+  scores drift of the whole traffic only (per-assistant OOD rate and accuracy are still computed).
 - ``rolling``: predictions of the same model version stored in ClickHouse over the ``rolling_days`` before
   the window's day (rebuilt once a day).
 - ``seasonal``: predictions of the same model version, same hour one week earlier (± one hour).
 
 ClickHouse references are bounded to ``reference_rows`` rows and fall back to the package when they hold
 too few rows (a fresh install has no history). The OOD threshold and the reference accuracy always come from
-the package, so ``is_ood`` means the same in the worker and in the monitor.
+the package, so ``is_ood`` means the same in the worker and in the monitor. A reference that cannot be had
+raises :class:`ReferenceUnavailableError` (no package) or :class:`NotEnoughReferenceError` (too few rows to
+calibrate on); the job stores such a window as ``not_scored`` with the message as its reason.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,12 +37,22 @@ from monitor.storage import WINDOW_COLUMNS, read_predictions
 
 log = logging.getLogger(__name__)
 
-MIN_REFERENCE_ROWS = 200
+MIN_REFERENCE_ROWS = 200  # a ClickHouse reference with fewer rows falls back to the package
+MIN_PACKAGE_ROWS = 20  # below this the package's sample cannot calibrate a window (fit_suite's 10-row floor x 2)
 SEASON = timedelta(days=7)
+FAILURE_TTL_S = 30.0  # a reference that failed to build is not rebuilt for every window of one run
 
 
 class ReferenceUnavailableError(RuntimeError):
     """No model package to take the reference (or the OOD threshold) from."""
+
+    code = "no_reference"
+
+
+class NotEnoughReferenceError(ReferenceUnavailableError):
+    """The reference has too few rows to calibrate the detectors on."""
+
+    code = "reference_too_small"
 
 
 @dataclass(frozen=True)
@@ -53,8 +68,10 @@ class Reference:
 def package_dir_for(package_path: Path, model_version: str) -> Path:
     """The package of ``model_version``: a sibling folder of the registry's ``current`` link, else the
     configured package (a window served by an older version that is no longer on disk uses the current one)."""
+    from model_runtime.package import is_valid_version  # a version read from rows must not be a path
+
     sibling = Path(package_path).parent / model_version
-    if model_version and (sibling / "manifest.json").is_file():
+    if model_version and is_valid_version(model_version) and (sibling / "manifest.json").is_file():
         return sibling
     return Path(package_path)
 
@@ -83,22 +100,50 @@ def package_rows(package: Any, reference: Any, seed: int = 0) -> pd.DataFrame:
     frame = pd.DataFrame({feature: reference.values(feature, split)[:n].astype(float) for feature in FEATURES})
     frame["ood_score"] = reference.mahalanobis(embeddings[:n])
     frame["embedding_sketch"] = list(reference.sketch(embeddings[:n]))
-    frame["intent"] = _draw_intents(package, reference, n, seed)
+    intents = _draw_intents(package, reference, n, seed)
+    if intents is not None:
+        frame["intent"] = intents
+    else:  # no intent mix in the package: the other detectors still run, chi2 on the intent mix does not
+        log.warning("package %s has no predicted-intent mix: the intent-mix drift test is off",
+                    getattr(package, "version", "?"))
     return frame
 
 
-def _draw_intents(package: Any, reference: Any, n: int, seed: int) -> np.ndarray:
-    """Predicted intents drawn from the training mix, assistants weighted by their test-set share."""
-    per_assistant = package.metrics.get("onnx-cpu", {}).get("per_assistant", {})
+def _intent_mixes(reference: Any, split: str) -> dict[str, Mapping[str, float]]:
+    """``{assistant: {intent: share}}`` of a split, for every assistant the package's examples carry
+    (the split asked for, else any split that has one)."""
+    splits = (getattr(reference, "summary", None) or {}).get("splits", {})
+    for name in (split, *sorted(splits)):
+        mixes = (splits.get(name) or {}).get("intent_mix") or {}
+        mixes = {str(assistant): mix for assistant, mix in mixes.items() if mix}
+        if mixes:
+            return mixes
+    return {}
+
+
+def _draw_intents(package: Any, reference: Any, n: int, seed: int) -> np.ndarray | None:
+    """Predicted intents drawn from the package's mix (dev split when it has held-out rows), over every
+    assistant in it, each weighted by its test-set share (equal weights when the package lacks the counts);
+    None when the package has no intent mix at all."""
+    split = "dev" if "dev/embedding_sample" in reference.arrays else "train"
+    mixes = _intent_mixes(reference, split)
+    if not mixes or n <= 0:
+        return None
+    per_assistant = (getattr(package, "metrics", None) or {}).get("onnx-cpu", {}).get("per_assistant", {}) or {}
+    counts = {assistant: float((per_assistant.get(assistant) or {}).get("n", 0) or 0) for assistant in mixes}
+    if not all(count > 0 for count in counts.values()):
+        counts = dict.fromkeys(mixes, 1.0)  # a partial count would weigh the others as if they had one example
     mix: dict[str, float] = {}
-    for assistant in ("shopper", "associate"):
-        weight = float(per_assistant.get(assistant, {}).get("n", 1))
-        for intent, share in reference.intent_mix(assistant, "dev" if "dev/embedding_sample" in reference.arrays
-                                                  else "train").items():
-            mix[intent] = mix.get(intent, 0.0) + weight * share
+    for assistant, shares in mixes.items():
+        total = float(sum(shares.values()))
+        for intent, share in shares.items():
+            if total > 0 and share > 0:
+                mix[str(intent)] = mix.get(str(intent), 0.0) + counts[assistant] * float(share) / total
+    if not mix:
+        return None
     names = sorted(mix)
-    shares = np.array([mix[name] for name in names]) / sum(mix.values())
-    return np.random.default_rng(seed).choice(names, size=n, p=shares)
+    shares = np.array([mix[name] for name in names])
+    return np.random.default_rng(seed).choice(names, size=n, p=shares / shares.sum())
 
 
 class ReferenceProvider:
@@ -117,6 +162,7 @@ class ReferenceProvider:
         n_windows: int = 100,
         seed: int = 0,
         load_package: Callable[[Path], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if kind not in ("package", "rolling", "seasonal"):
             raise ValueError(f"unknown reference {kind!r}; use package, rolling or seasonal")
@@ -127,6 +173,8 @@ class ReferenceProvider:
         self.n_windows, self.seed = n_windows, seed
         self._load_package = load_package or _load_package
         self._cache: dict[tuple, Reference] = {}
+        self._failures: dict[tuple, tuple[float, Exception]] = {}  # key -> (when, error): not rebuilt at once
+        self._clock = clock
         self._packages: dict[str, tuple[Any, Any, dict[str, float]]] = {}
         self._tracker: Any = None  # one cluster tracker across suites: clusters outlive a reference change
 
@@ -135,8 +183,19 @@ class ReferenceProvider:
         period = self._period(window_start)
         key = (self.kind, model_version, period)
         if key not in self._cache:
+            failed = self._failures.get(key)
+            if failed is not None and self._clock() - failed[0] < FAILURE_TTL_S:
+                raise failed[1]  # the same reference failed moments ago (an earlier window of this run)
+            try:
+                built = self._build(client, model_version, period)
+            except Exception as error:
+                now = self._clock()
+                self._failures = {k: v for k, v in self._failures.items() if now - v[0] < FAILURE_TTL_S}
+                self._failures[key] = (now, error)
+                raise
+            self._failures.pop(key, None)
             self._cache = {k: v for k, v in self._cache.items() if k[1] == model_version}  # keep memory flat
-            self._cache[key] = self._build(client, model_version, period)
+            self._cache[key] = built
         return self._cache[key]
 
     def _period(self, window_start: datetime) -> tuple[datetime, datetime] | None:
@@ -164,17 +223,25 @@ class ReferenceProvider:
 
     def _build(self, client: Any, model_version: str, period: tuple[datetime, datetime] | None) -> Reference:
         package, reference, stats = self._package(model_version)
-        kind, rows = self.kind, None
+        kind, rows, why = self.kind, None, ""
         if period is not None:
             # the same model version only: another model's confidences are not a reference for this one
             rows = read_predictions(client, period[0], period[1], self.reference_rows, WINDOW_COLUMNS,
                                     where="AND model_version = %(version)s", params={"version": model_version})
             if len(rows) < MIN_REFERENCE_ROWS:
-                log.warning("%s reference %s..%s has %d rows (< %d): using the package's", self.kind, *period,
-                            len(rows), MIN_REFERENCE_ROWS)
+                why = (f"{self.kind} reference {period[0]:%Y-%m-%d %H:%M}..{period[1]:%Y-%m-%d %H:%M} has "
+                       f"{len(rows)} rows of {model_version} (< {MIN_REFERENCE_ROWS}); ")
+                log.warning("%susing the package's", why)
                 kind, rows = "package (fallback)", None
         if rows is None:
-            rows = package_rows(package, reference, self.seed)
+            try:
+                rows = package_rows(package, reference, self.seed)
+            except KeyError as error:  # ReferenceMissingError: a package without the arrays the monitor reads
+                raise ReferenceUnavailableError(f"{why}package {package.version} has no usable reference: "
+                                                f"{error}") from error
+            if len(rows) < MIN_PACKAGE_ROWS:
+                raise NotEnoughReferenceError(
+                    f"{why}package {package.version} has {len(rows)} reference rows (< {MIN_PACKAGE_ROWS})")
         suite, window_size = fit_suite(rows, stats, fpr=self.fpr, n_windows=self.n_windows, ood_fpr=self.ood_fpr,
                                        max_sample=self.max_sample, seed=self.seed)
         if self._tracker is not None:
@@ -204,5 +271,6 @@ def fit_suite(
 def _load_package(directory: Path) -> Any:
     from model_runtime.package import load_package
 
-    # The worker verified the hashes when it loaded this package; the monitor only reads the reference.
-    return load_package(directory, verify=False)
+    # Verified like the worker's load: the reference statistics and the OOD threshold the windows are judged by
+    # must be the ones the package was shipped with (hashing a package costs ~0.5 s, once per model version).
+    return load_package(directory, verify=True)

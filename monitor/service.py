@@ -8,6 +8,10 @@ Two ways to run it:
 - as its own process: ``nlumon monitor run`` (loop + delivery thread) or ``nlumon monitor run-once``.
 
 The alert store (SQLite state + outbox) is a local file: run the monitor where that file persists.
+
+Nothing the monitor does may crash the Faust app: an exception that escapes a ``mode`` timer stops the whole
+worker. The leader timer and the shutdown hook catch every ``Exception``, log it with context and count it
+(``nlumon_monitor_run_errors_total``); the next tick runs again (due windows stay due).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from monitor.alerting import AlertHandoff, DeliveryLoop
+from monitor.job import MonitorJob, WindowOutcome
+from monitor.labeling_sink import LabelingSink, kafka_producer_factory
+from monitor.metrics import MonitorMetrics
 from nlumon.schema import connect
 from nlumon.settings import Settings
-from monitor.alerting import AlertHandoff, DeliveryLoop
-from monitor.labeling_sink import LabelingSink, kafka_producer_factory
-from monitor.job import MonitorJob, WindowOutcome
 
 if TYPE_CHECKING:
     import faust
@@ -42,16 +47,25 @@ class MonitorRuntime:
     labeling: LabelingSink | None
     delivery: DeliveryLoop | None
 
+    @property
+    def metrics(self) -> MonitorMetrics:
+        return self.job.metrics
+
     def run_once(self, now: datetime | None = None, since: datetime | None = None) -> list[WindowOutcome]:
         return self.job.run_once(now=now, since=since)
 
     def close(self) -> None:
-        if self.delivery is not None:
-            self.delivery.stop()
-        if self.labeling is not None:
-            self.labeling.close()
-        if self.alerts is not None:
-            self.alerts.store.close()
+        """Stop delivery, close the producer and the alert store; each is tried even if another fails."""
+        parts = [("webhook delivery", self.delivery.stop if self.delivery is not None else None),
+                 ("labeling producer", self.labeling.close if self.labeling is not None else None),
+                 ("alert store", self.alerts.store.close if self.alerts is not None else None)]
+        for what, close in parts:
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:
+                log.exception("monitor shutdown: closing the %s failed", what)
 
 
 def consumer_lag_probe(bootstrap_servers: str, group: str, topic: str) -> Callable[[], int | None]:
@@ -85,8 +99,10 @@ def build_monitor(
     labeling: bool = True,
     kafka: bool = True,
     measure_lag: bool = True,
+    metrics: MonitorMetrics | None = None,
 ) -> MonitorRuntime:
-    """The monitor for ``settings``: job + alert hand-off + labeling sink + webhook delivery (not started)."""
+    """The monitor for ``settings``: job + alert hand-off + labeling sink + webhook delivery (not started).
+    ``metrics``: default, the monitor's counters in the process-wide Prometheus registry."""
     from alerts.engine import AlertEngine
     from alerts.outbox import Outbox
     from alerts.receivers import load_receivers
@@ -121,7 +137,7 @@ def build_monitor(
         policy = RetryPolicy(base_s=conf.retry_base_s, cap_s=conf.retry_cap_s, horizon_s=conf.retry_horizon_s,
                              lease_s=conf.lease_s)
         delivery = DeliveryLoop(WebhookSender(Outbox(store), receivers, policy=policy), handoff)
-    job = MonitorJob(settings, factory, handlers=handlers)
+    job = MonitorJob(settings, factory, handlers=handlers, metrics=metrics)
     return MonitorRuntime(job, handoff, sink, delivery)
 
 
@@ -134,25 +150,59 @@ def timer_interval_s(window_s: int) -> float:
     return float(min(60.0, max(5.0, window_s / 5)))
 
 
-def attach_monitor(app: faust.App, settings: Settings, *, runtime: MonitorRuntime | None = None) -> MonitorRuntime:
-    """Register the leader-only monitor timer on ``app``; returns the runtime it drives."""
-    runtime = runtime or build_monitor(settings)
+def attach_monitor(
+    app: faust.App, settings: Settings, *, runtime: MonitorRuntime | None = None, metrics: MonitorMetrics | None = None,
+) -> MonitorRuntime:
+    """Register the leader-only monitor timer on ``app``; returns the runtime it drives. ``metrics``: e.g.
+    ``monitor_metrics(<the worker's registry>)`` to serve the monitor's counters with the worker's."""
+    runtime = runtime or build_monitor(settings, metrics=metrics)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlumon-monitor")
     started = threading.Event()
+    interval = timer_interval_s(settings.monitor.window_s)
+    app_id = settings.kafka.consumer_group  # the app id (streams.app)
 
-    @app.timer(interval=timer_interval_s(settings.monitor.window_s), on_leader=True)
+    @app.timer(interval=interval, on_leader=True)
     async def monitor_windows() -> None:
-        if runtime.delivery is not None and not started.is_set():
-            runtime.delivery.start()
-            started.set()
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, runtime.run_once)
-        except Exception:  # the next tick retries; unscored windows stay due
-            log.exception("monitor run failed")
+        await leader_tick(runtime, executor, started, interval_s=interval, app_id=app_id)
 
     @app.on_before_shutdown.connect
     async def _stop_monitor(sender: Any, **_: Any) -> None:
-        runtime.close()
-        executor.shutdown(wait=False)
+        try:
+            runtime.close()
+            executor.shutdown(wait=False)
+        except Exception:  # shutdown goes on whatever the monitor does
+            _count_error(runtime, "shutdown")
+            log.exception("monitor shutdown failed (app %s)", app_id)
 
     return runtime
+
+
+async def leader_tick(
+    runtime: MonitorRuntime, executor: ThreadPoolExecutor, started: threading.Event, *, interval_s: float = 0.0,
+    app_id: str = "",
+) -> None:
+    """The body of the leader timer: start webhook delivery once, run the monitor in ``executor``.
+
+    Never raises an ``Exception`` (one escaping a Faust timer crashes the app): a failure is logged with its
+    context and counted; delivery start is retried on the next tick, and due windows stay due.
+    """
+    if runtime.delivery is not None and not started.is_set():
+        try:
+            runtime.delivery.start()
+            started.set()
+        except Exception:
+            _count_error(runtime, "delivery_start")
+            log.exception("monitor leader timer (app %s): webhook delivery did not start; retried next tick", app_id)
+    try:
+        await asyncio.get_running_loop().run_in_executor(executor, runtime.run_once)
+    except Exception:
+        _count_error(runtime, "leader_timer")
+        log.exception("monitor leader timer (app %s): run failed; due windows stay due, next run in %.0f s",
+                      app_id, interval_s)
+
+
+def _count_error(runtime: MonitorRuntime, where: str) -> None:
+    try:
+        runtime.metrics.run_errors.labels(where=where).inc()
+    except Exception:  # a metric must never be what crashes the app
+        log.debug("monitor error metric not counted", exc_info=True)

@@ -31,8 +31,10 @@ CANDIDATE_COLUMNS = (
 MONITOR_WINDOW_COLUMNS = (
     "window_start", "window_end", "assistant", "model_version", "rows", "mean_confidence", "ood_rate",
     "accuracy_estimate", "accuracy_low", "accuracy_high", "dead_letters", "drifted", "drifted_features",
-    "report_path", "scored_at", "row_version",
+    "report_path", "scored_at", "row_version", "status", "reason", "attempts",
 )
+# ``monitor_windows.status``: what the monitor's last attempt at a window gave (docs/monitoring.md).
+SCORED, NOT_SCORED, FAILED = "scored", "not_scored", "failed"
 DRIFT_RESULT_COLUMNS = (
     "window_start", "window_end", "assistant", "feature", "method", "score", "threshold", "drifted", "details",
     "scored_at", "row_version",
@@ -74,10 +76,13 @@ class ObservedWindow:
 
 @dataclass(frozen=True)
 class ScoredWindow:
-    """What the monitor stored for a window last time (its ``all`` row)."""
+    """What the monitor stored for a window last time (its ``all`` row): the row count it saw, when it tried,
+    what came of it (``scored`` | ``not_scored`` | ``failed``) and how many unsuccessful attempts in a row."""
 
     rows: int
     scored_at: datetime
+    status: str = SCORED
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,14 @@ def observed_windows(client: Any, window_s: int, since: datetime, until: datetim
 def scored_windows(client: Any, window_s: int, since: datetime, until: datetime) -> dict[datetime, ScoredWindow]:
     """The latest stored ``all`` row of each window of this length starting in [since, until)."""
     rows = client.execute(
-        "SELECT window_start, argMax(rows, row_version), argMax(scored_at, row_version) FROM monitor_windows"
+        "SELECT window_start, argMax(rows, row_version), argMax(scored_at, row_version),"
+        " argMax(status, row_version), argMax(attempts, row_version) FROM monitor_windows"
         " WHERE assistant = 'all' AND window_start >= %(since)s AND window_start < %(until)s"
         " AND toUInt32(window_end) - toUInt32(window_start) = %(w)s GROUP BY window_start",
         {"w": int(window_s), "since": naive_utc(since), "until": naive_utc(until)},
     )
-    return {start: ScoredWindow(int(n), scored_at) for start, n, scored_at in rows}
+    return {start: ScoredWindow(int(n), scored_at, str(status or SCORED), int(attempts))
+            for start, n, scored_at, status, attempts in rows}
 
 
 def read_predictions(
@@ -131,12 +138,26 @@ def read_predictions(
     )
     values = {"start": naive_utc(start), "end": naive_utc(end), "limit": int(limit), **(params or {})}
     data = client.execute(query, values, columnar=True)
-    frame = pd.DataFrame({name: list(column) for name, column in zip(columns, data, strict=True)}, columns=columns)
+    frame = pd.DataFrame({name: list(column) for name, column in zip(columns, _columns(data, len(columns)),
+                                                                      strict=True)}, columns=columns)
     if "asr_confidence" in frame.columns:  # Nullable: text-channel rows have none
         frame["asr_confidence"] = pd.to_numeric(frame["asr_confidence"], errors="coerce").astype(float)
     if "embedding_sketch" in frame.columns:
         frame["embedding_sketch"] = [np.asarray(v, dtype=np.float32) for v in frame["embedding_sketch"]]
     return frame
+
+
+def _columns(data: Sequence[Sequence[Any]] | None, n_columns: int) -> Sequence[Sequence[Any]]:
+    """The columns of a ``columnar=True`` result: clickhouse-driver returns ``[]`` (not empty columns) for zero rows.
+
+    >>> _columns([], 2), _columns([(1, 2), ("a", "b")], 2)
+    ([[], []], [(1, 2), ('a', 'b')])
+    """
+    if not data:
+        return [[] for _ in range(n_columns)]
+    if len(data) != n_columns:
+        raise ValueError(f"the query returned {len(data)} columns, {n_columns} were asked for")
+    return data
 
 
 def window_facts(client: Any, start: datetime, end: datetime) -> WindowFacts:
@@ -145,19 +166,25 @@ def window_facts(client: Any, start: datetime, end: datetime) -> WindowFacts:
     by_assistant = dict(client.execute(
         "SELECT toString(assistant), uniqExact(id) FROM predictions WHERE ts >= %(start)s AND ts < %(end)s"
         " GROUP BY assistant", params))
-    e2e, inference, with_e2e = client.execute(
+    e2e, inference, with_e2e = _first_row(client.execute(
         "SELECT quantile(0.95)(e2e_ms), quantile(0.95)(inference_ms), countIf(e2e_ms > 0) FROM predictions"
-        " WHERE ts >= %(start)s AND ts < %(end)s", params)[0]
-    dead = client.execute(
-        "SELECT count() FROM dead_letters FINAL WHERE ts >= %(start)s AND ts < %(end)s", params)[0][0]
+        " WHERE ts >= %(start)s AND ts < %(end)s", params), (None, None, 0))
+    (dead,) = _first_row(client.execute(
+        "SELECT count() FROM dead_letters FINAL WHERE ts >= %(start)s AND ts < %(end)s", params), (0,))
     week = timedelta(days=7)
-    before = client.execute(
+    (before,) = _first_row(client.execute(
         "SELECT uniqExact(id) FROM predictions WHERE ts >= %(start)s AND ts < %(end)s",
-        {"start": naive_utc(start - week), "end": naive_utc(end - week)})[0][0]
+        {"start": naive_utc(start - week), "end": naive_utc(end - week)}), (0,))
     # e2e latency needs the Kafka append time; rows without it (backfills) only have inference time.
     latency, source = (e2e, "e2e_ms") if with_e2e else (inference, "inference_ms")
     latency = float(latency) if latency is not None and math.isfinite(latency) else None
-    return WindowFacts({str(k): int(v) for k, v in by_assistant.items()}, int(dead), latency, source, int(before))
+    return WindowFacts({str(k): int(v) for k, v in by_assistant.items()}, int(dead or 0), latency, source,
+                       int(before or 0))
+
+
+def _first_row(rows: Sequence[Sequence[Any]], empty: tuple[Any, ...]) -> Sequence[Any]:
+    """The one row of an aggregate query (``empty`` if the server sent none)."""
+    return rows[0] if rows else empty
 
 
 def insert_rows(client: Any, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:

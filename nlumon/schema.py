@@ -108,7 +108,9 @@ CREATE TABLE IF NOT EXISTS {db}.model_versions (
 ORDER BY (model_version, worker, loaded_at)
 """
 
-# One row per (window, assistant) the monitor scored; assistant 'all' is the whole traffic.
+# One row per (window, assistant) the monitor scored; assistant 'all' is the whole traffic. A window the
+# monitor could not score has only its 'all' row, with status 'not_scored' or 'failed', the reason and the
+# unsuccessful attempts in a row (docs/monitoring.md); the three columns came later (ADDED_COLUMNS).
 MONITOR_WINDOWS = """
 CREATE TABLE IF NOT EXISTS {db}.monitor_windows (
     window_start DateTime,
@@ -126,7 +128,10 @@ CREATE TABLE IF NOT EXISTS {db}.monitor_windows (
     drifted_features Array(String),
     report_path String,
     scored_at DateTime,
-    row_version UInt64
+    row_version UInt64,
+    status String DEFAULT 'scored',
+    reason String DEFAULT '',
+    attempts UInt16 DEFAULT 0
 ) ENGINE = ReplacingMergeTree(row_version)
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (window_start, assistant)
@@ -237,6 +242,44 @@ TABLES: dict[str, str] = {
 }
 
 
+# Columns added to a table after it first shipped: (name, type and default), in order. CREATE TABLE above
+# already has them; an older table gets them from ensure_columns. ClickHouse 18.16 has no
+# `ADD COLUMN IF NOT EXISTS`, so the missing ones are read from system.columns first.
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "monitor_windows": (
+        ("status", "String DEFAULT 'scored'"),  # every row written before the column was a scored window
+        ("reason", "String DEFAULT ''"),
+        ("attempts", "UInt16 DEFAULT 0"),
+    ),
+}
+_COLUMN_EXISTS = 44  # ClickHouse error code: "Cannot add column ...: column with this name already exists"
+
+
+def ensure_columns(client: Client, database: str, table: str) -> list[str]:
+    """Add the :data:`ADDED_COLUMNS` of ``table`` that it lacks; return the names added. Idempotent, and safe
+    when two processes migrate at once (the loser's "already exists" is ignored)."""
+    wanted = ADDED_COLUMNS.get(table, ())
+    if not wanted:
+        return []
+    present = {name for (name,) in client.execute(
+        "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+        {"db": database, "table": table})}
+    if not present:  # no such table: nothing to migrate
+        return []
+    added = []
+    for name, definition in wanted:
+        if name in present:
+            continue
+        try:
+            client.execute(f"ALTER TABLE {database}.{table} ADD COLUMN {name} {definition}")
+        except Exception as error:
+            if getattr(error, "code", None) != _COLUMN_EXISTS:
+                raise
+            continue
+        added.append(name)
+    return added
+
+
 def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Client:
     """A native-protocol client for the configured server (``database`` overrides the setting)."""
     from clickhouse_driver import Client
@@ -254,12 +297,14 @@ def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Cli
 
 
 def ensure_schema(settings: ClickHouseSettings) -> list[str]:
-    """Create the database and every table that is missing; return the table names. Idempotent."""
+    """Create the database and every table that is missing, add the columns an older table lacks
+    (:data:`ADDED_COLUMNS`); return the table names. Idempotent."""
     server = connect(settings, database="default")
     try:
         server.execute(f"CREATE DATABASE IF NOT EXISTS {settings.database}")
-        for ddl in TABLES.values():
+        for table, ddl in TABLES.items():
             server.execute(ddl.format(db=settings.database))
+            ensure_columns(server, settings.database, table)
     finally:
         server.disconnect()
     return list(TABLES)

@@ -10,8 +10,8 @@ import pytest
 
 from alerts.testing import LocalReceiver
 from alerts.webhooks import generate_secret, verify
-from nlumon.schema import connect
 from monitor.service import build_monitor
+from nlumon.schema import connect
 from tests.conftest import make_test_settings
 from tests.helpers import fill_clickhouse, tiny_model_settings
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nlumon.schema import connect
 from monitor.job import MonitorJob
+from nlumon.schema import connect
 from tests.conftest import make_test_settings
 from tests.helpers import fill_clickhouse, tiny_model_settings
 

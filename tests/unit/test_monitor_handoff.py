@@ -13,7 +13,6 @@ from alerts.store import AlertStore
 from detectors.suite import MonitorSuite
 from detectors.synthetic import make_rows
 from monitor.alerting import metric_points
-from monitor.labeling_sink import queue_row, queue_text_hash
 from monitor.job import (
     WindowOutcome,
     drift_result_rows,
@@ -21,6 +20,7 @@ from monitor.job import (
     monitor_window_rows,
     summarise_groups,
 )
+from monitor.labeling_sink import queue_row, queue_text_hash
 from monitor.storage import WindowFacts
 
 START = datetime(2026, 3, 1, 12, 0)
