@@ -2,10 +2,15 @@
 
     >>> normalise_text("  Is JORDAN on shift, tomorrow?? ")
     'is jordan on shift tomorrow'
+
+An item's text is a copy of a stored, already scrubbed text; :meth:`LabelingItem.deidentified` scrubs it
+once more (``nlumon.pii.scrub``) before it leaves for the queue or Label Studio, and re-aligns the BIO tags
+when a placeholder replaced several words.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -13,6 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from nlumon.pii import scrub
 
 
 class Reason(StrEnum):
@@ -68,6 +75,24 @@ class LabelingItem:
     assistant: str
     confidence: float | None = None
 
+    def deidentified(self, text: str | None = None) -> LabelingItem:
+        """This item with its text scrubbed (``nlumon.pii.scrub``, or ``text`` when the caller scrubbed it
+        already, with the slots); itself when nothing changes.
+
+        >>> from datetime import datetime, timezone
+        >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        >>> item = LabelingItem("p1", "swap with mason hill", ("swap", "with", "mason", "hill"), "swap_shift",
+        ...                     ("O", "O", "B-person", "I-person"), (Reason.OOD,), 1.0, t, t, "m", "associate")
+        >>> clean = item.deidentified()
+        >>> clean.text, clean.tokens, clean.tags
+        ('swap with <PERSON>', ('swap', 'with', '<PERSON>'), ('O', 'O', 'B-person'))
+        """
+        text = scrub(self.text) if text is None else text
+        if text == self.text:
+            return self
+        tokens = tuple(text.split())
+        return replace(self, text=text, tokens=tokens, tags=realign_tags(self.tokens, self.tags, tokens))
+
     @property
     def primary_reason(self) -> Reason:
         return self.reasons[0]
@@ -89,6 +114,31 @@ class LabelingItem:
             window_end=datetime.fromisoformat(data["window_end"]), model_version=data["model_version"],
             assistant=data["assistant"], confidence=data.get("confidence"),
         )
+
+
+def realign_tags(old_tokens: Iterable[str], old_tags: Iterable[str], new_tokens: Iterable[str]) -> tuple[str, ...]:
+    """BIO tags for ``new_tokens`` (the old tokens with some words replaced): unchanged words keep their tag, a
+    replacement takes the kind of the first word it replaced (``B-``, then ``I-``).
+
+    >>> realign_tags(["ask", "mason", "hill"], ["O", "B-person", "I-person"], ["ask", "<PERSON>"])
+    ('O', 'B-person')
+    """
+    old_tokens, old_tags, new_tokens = list(old_tokens), list(old_tags), list(new_tokens)
+    if len(old_tags) != len(old_tokens):
+        return ("O",) * len(new_tokens)
+    tags = ["O"] * len(new_tokens)
+    matcher = difflib.SequenceMatcher(a=old_tokens, b=new_tokens, autojunk=False)
+    for operation, a0, a1, b0, b1 in matcher.get_opcodes():
+        if operation == "equal":
+            tags[b0:b1] = old_tags[a0:a1]
+            continue
+        kinds = [tag[2:] for tag in old_tags[a0:a1] if tag != "O"]
+        if kinds:
+            tags[b0:b1] = [f"B-{kinds[0]}"] + [f"I-{kinds[0]}"] * (b1 - b0 - 1)
+    for index, tag in enumerate(tags):  # an I- that now follows another kind (or nothing) begins a span
+        if tag.startswith("I-") and (index == 0 or tags[index - 1][2:] != tag[2:]):
+            tags[index] = "B-" + tag[2:]
+    return tuple(tags)
 
 
 def sort_reasons(reasons: Iterable[Reason]) -> tuple[Reason, ...]:

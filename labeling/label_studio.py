@@ -58,9 +58,13 @@ def label_config(intents: Iterable[str], slot_types: Iterable[str]) -> str:
     )
 
 
-def export_label_studio(items: Iterable[LabelingItem]) -> list[dict[str, Any]]:
-    """One pre-annotated Label Studio task per item."""
-    return [_task(item) for item in items]
+def export_label_studio(items: Iterable[LabelingItem], *, deidentify: bool = False) -> list[dict[str, Any]]:
+    """One pre-annotated Label Studio task per item.
+
+    Items read from the labeling queue (``labeling_queue`` or its Kafka topic) are de-identified already, where
+    the queue's rows were built; ``deidentify`` scrubs each item once more (:meth:`LabelingItem.deidentified`)
+    for items from elsewhere."""
+    return [_task(item.deidentified() if deidentify else item) for item in items]
 
 
 def _task(item: LabelingItem) -> dict[str, Any]:

@@ -2,6 +2,11 @@
 
 One ``predictions`` row per utterance (columns in ``nlumon/schema.py``). The same row, minus the
 embedding sketch's precision, is published on the ``predictions`` topic.
+
+De-identification (``nlumon/pii.py``): the text and the slot values are scrubbed together, in context
+(:func:`nlumon.pii.deidentify_utterance`: a card split over two slots is one card); then the whole row goes
+through :func:`nlumon.pii.deidentify_row`, which scrubs every other string column except
+:data:`PREDICTION_KEEP` (identifiers and closed vocabularies). A new column is scrubbed unless it is added there.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from datetime import datetime
 
 import numpy as np
 
+from nlumon.pii import deidentify_row, deidentify_utterance, text_hash
 from nlumon.records import UtteranceEvent
-from nlumon.pii import PLACEHOLDERS, scrub, text_hash
 
 PREDICTION_COLUMNS = (
     "id", "ts", "ingested_at", "assistant", "session_id", "channel", "locale", "model_version",
@@ -22,6 +27,15 @@ PREDICTION_COLUMNS = (
     "energy", "ood_score", "is_ood", "token_count", "unk_rate", "slot_types", "slot_values", "slot_confidences",
     "asr_confidence", "frustration", "batch_size", "inference_ms", "e2e_ms", "embedding_sketch",
     "kafka_partition", "kafka_offset", "row_version",
+)
+# String columns that deidentify_row leaves as they are, and why.
+PREDICTION_KEEP = (
+    "id",  # the producer's idempotency key: rows are deduplicated on it, so it must stay exact
+    "text_hash",  # HMAC of the raw text (hex)
+    "model_version",  # a validated package version name
+    "assistant", "channel",  # validated enums (shopper/associate, voice/text)
+    "intent", "top_intents", "slot_types",  # the model's label vocabulary
+    "text_scrubbed", "slot_values",  # de-identified in context by deidentify_utterance
 )
 
 
@@ -37,22 +51,32 @@ class PiiPolicy:
         return [(span.start, span.end) for span in prediction.slots
                 if span.type != "person" and span.confidence >= self.keep_confidence]
 
-    def scrub_text(self, text: str, prediction) -> str:
-        person_spans = [(span.start, span.end) for span in prediction.slots if span.type == "person"]
-        return scrub(text, person_spans, keep_spans=self.kept(prediction), gazetteer=self.gazetteer)
+    def deidentify(self, text: str, prediction) -> tuple[str, list[str]]:
+        """The scrubbed text and slot values, found together (``nlumon.pii.deidentify_utterance``)."""
+        return deidentify_utterance(text, prediction.slots, gazetteer=self.gazetteer,
+                                    keep_confidence=self.keep_confidence)
 
-    def scrub_slots(self, prediction) -> tuple[list[str], list[str], list[float]]:
-        """Slot types, scrubbed values and confidences; person values become the placeholder."""
-        types, values, confidences = [], [], []
-        for span in prediction.slots:
-            types.append(span.type)
-            if span.type == "person":
-                values.append(PLACEHOLDERS["person"])
-            else:
-                keep = span.confidence >= self.keep_confidence
-                values.append(scrub(span.text, gazetteer=self.gazetteer and not keep))
-            confidences.append(round(float(span.confidence), 4))
+    def scrub_text(self, text: str, prediction) -> str:
+        return self.deidentify(text, prediction)[0]
+
+    def scrub_slots(self, prediction, text: str | None = None) -> tuple[list[str], list[str], list[float]]:
+        """Slot types, scrubbed values and confidences. Without ``text`` the slots' own text is the context."""
+        if text is None:
+            text = _text_of_slots(prediction.slots)
+        values = self.deidentify(text, prediction)[1]
+        types = [span.type for span in prediction.slots]
+        confidences = [round(float(span.confidence), 4) for span in prediction.slots]
         return types, values, confidences
+
+
+def _text_of_slots(slots) -> str:
+    """A text in which every slot stands at its offsets (gaps as spaces): context for slots given alone."""
+    end = max((span.end for span in slots), default=0)
+    chars = [" "] * end
+    for span in slots:
+        if 0 <= span.start < span.end == span.start + len(span.text):
+            chars[span.start:span.end] = span.text
+    return "".join(chars)
 
 
 def frustration_of(prediction) -> float:
@@ -90,9 +114,11 @@ def prediction_rows(
     for event, (partition, offset, kafka_ts), prediction, sketch, ood in zip(
         events, positions, predictions, sketch_lists, ood_scores, strict=True
     ):
-        types, values, confidences = pii.scrub_slots(prediction)
+        text_scrubbed, values = pii.deidentify(event.text, prediction)
+        types = [span.type for span in prediction.slots]
+        confidences = [round(float(span.confidence), 4) for span in prediction.slots]
         e2e_ms = (now.timestamp() - kafka_ts) * 1000 if kafka_ts else 0.0
-        rows.append({
+        rows.append(deidentify_row({
             "id": event.id,
             "ts": event.ts.replace(tzinfo=None),
             "ingested_at": now_naive,
@@ -101,7 +127,7 @@ def prediction_rows(
             "channel": event.channel,
             "locale": event.locale,
             "model_version": model_version,
-            "text_scrubbed": pii.scrub_text(event.text, prediction),
+            "text_scrubbed": text_scrubbed,
             "text_hash": text_hash(hash_key, event.text),
             "intent": prediction.intent,
             "confidence": _finite(prediction.confidence),
@@ -126,5 +152,5 @@ def prediction_rows(
             "kafka_partition": partition,
             "kafka_offset": offset,
             "row_version": row_version,
-        })
+        }, keep=PREDICTION_KEEP))
     return rows
