@@ -5,8 +5,8 @@ Outcomes of one attempt:
 - 2xx: delivered.
 - timeout, connection error, 408, 429, 5xx (and 3xx: redirects are not followed): retried with
   exponential backoff and full jitter (``uniform(0, min(cap, base * 2**(attempt-1)))``; a
-  ``Retry-After`` in seconds is honoured up to the cap) until ``horizon_s`` after the alert was
-  queued, then dead.
+  ``Retry-After`` in seconds or as an HTTP date is honoured up to the cap, an odd one ignored, see
+  :func:`parse_retry_after`) until ``horizon_s`` after the alert was queued, then dead.
 - any other 4xx: dead at once — the receiver said the request itself is wrong.
 
 Every outcome is counted in Prometheus counters of the registry passed in. Logs name the receiver,
@@ -17,6 +17,7 @@ exception class name, never an exception message (which may contain the URL).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
@@ -25,6 +26,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
 import requests
 from prometheus_client import CollectorRegistry, Counter
@@ -36,6 +39,7 @@ from alerts.webhooks import signed_headers
 
 log = logging.getLogger(__name__)
 _RETRYABLE_4XX = (408, 429)
+MAX_RETRY_AFTER_DIGITS = 10  # delay-seconds up to ~317 years; longer is treated as an odd value (ignored)
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,8 @@ class WebhookSender:
             log.error("webhook %s to %s rejected with HTTP %d: dead, not retried", message.webhook_id,
                       message.receiver, code)
             return "dead"
-        return self._failed(message, f"HTTP {code}", code, _retry_after(response.headers.get("retry-after")))
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+        return self._failed(message, f"HTTP {code}", code, retry_after)
 
     def _failed(self, message: OutboxMessage, error: str, code: int | None, retry_after: float | None) -> str:
         now = self.clock()
@@ -200,10 +205,35 @@ class WebhookSender:
         return "retried"
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value and value.strip().isdigit():
-        return float(value.strip())
-    return None
+def parse_retry_after(value: object, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header value (RFC 9110 10.2.3), or None when absent or odd.
+
+    ``delay-seconds`` must be ASCII digits (``int()`` would also take ``"٣"``, ``"３"``, ``"+3"``, ``"3_0"``); an
+    HTTP date gives its distance from ``now`` (unix seconds), 0 when it is past. Anything else, including a value
+    longer than :data:`MAX_RETRY_AFTER_DIGITS` digits or a date that does not parse, gives None; this never raises.
+
+    >>> parse_retry_after("120", now=0), parse_retry_after("٣", now=0), parse_retry_after("-1", now=0)
+    (120.0, None, None)
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", now=40.0)
+    60.0
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    text = value.strip(" \t")
+    if not text or len(text) > 64 or not text.isascii() or not text.isprintable():
+        return None
+    if text.isdigit():
+        return float(text) if len(text) <= MAX_RETRY_AFTER_DIGITS else None
+    try:
+        when = parsedate_to_datetime(text)
+        if when.tzinfo is None:  # HTTP dates are GMT
+            when = when.replace(tzinfo=UTC)
+        delay = when.timestamp() - now
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
+        return None
+    return max(0.0, delay) if math.isfinite(delay) else None
 
 
 def wait_until_idle(sender: WebhookSender, *, timeout_s: float, poll_s: float = 0.01) -> SendReport:

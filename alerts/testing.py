@@ -108,8 +108,13 @@ class LocalReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
+                length_text = (self.headers.get("content-length") or "0").strip(" \t")
+                if not (length_text.isascii() and length_text.isdigit() and len(length_text) <= 12):
+                    self.send_response(400)  # int() would take "٣" or "+3": a length must be ASCII digits
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                body = self.rfile.read(int(length_text))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, _ = receiver.handle(headers, body)
                 self.send_response(status)

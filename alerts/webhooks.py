@@ -17,6 +17,13 @@ The spec's published test vector:
     Traceback (most recent call last):
     ...
     alerts.webhooks.StaleTimestamp: webhook-timestamp 1700000000 is 1000 s away from now (tolerance 300 s)
+
+Header values are untrusted text: :func:`parse_timestamp` takes ASCII digits only (``int()`` would also
+accept ``"٣"``, ``"３"``, ``"+3"``, ``" 3 "`` or ``"3_0"``), and every odd value makes :func:`verify`
+raise :class:`InvalidSignature` with a reason, never anything else.
+
+    >>> parse_timestamp("1700000000"), parse_timestamp("١٧٠٠٠٠٠٠٠٠"), parse_timestamp("-1"), parse_timestamp("")
+    (1700000000, None, None, None)
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ import time
 from collections.abc import Mapping
 
 SECRET_PREFIX = "whsec_"
+# Unix seconds have 10 digits until 2286; 12 digits (year ~33,000) is plenty and keeps int() cheap.
+MAX_TIMESTAMP_DIGITS = 12
+_HTTP_OWS = " \t"  # the only whitespace HTTP allows around a field value
 
 
 class WebhookVerificationError(Exception):
@@ -95,18 +105,21 @@ def verify(
     ``tolerance_s`` seconds in the past or the future. The timestamp is checked only after the
     signature, so a forged request never learns about the clock.
     """
-    lower = {str(k).lower(): v for k, v in headers.items()}
+    lower = {str(k).lower(): _text(v) for k, v in headers.items()}
     missing = [h for h in ("webhook-id", "webhook-timestamp", "webhook-signature") if not lower.get(h)]
     if missing:
-        raise InvalidSignature(f"missing header(s): {', '.join(missing)}")
-    webhook_id, ts_text = lower["webhook-id"], lower["webhook-timestamp"].strip()
-    if not ts_text.isdigit():
-        raise InvalidSignature(f"webhook-timestamp is not integer unix seconds: {ts_text!r}")
-    timestamp = int(ts_text)
+        raise InvalidSignature(f"missing or unreadable header(s): {', '.join(missing)}")
+    webhook_id, ts_text, offered_text = lower["webhook-id"], lower["webhook-timestamp"], lower["webhook-signature"]
+    timestamp = parse_timestamp(ts_text)
+    if timestamp is None:
+        raise InvalidSignature(f"webhook-timestamp is not integer unix seconds: {ts_text[:40]!r}")
+    if not _utf8(webhook_id) or (isinstance(body, str) and not _utf8(body)):
+        raise InvalidSignature("webhook-id or body is not valid UTF-8 text")
     expected = sign(secret, webhook_id, timestamp, body).split(",", 1)[1].encode()
-    offered = [part.split(",", 1) for part in lower["webhook-signature"].split()]
+    offered = [part.split(",", 1) for part in offered_text.split()]
     if not any(
-        len(p) == 2 and p[0] == "v1" and hmac.compare_digest(p[1].encode(), expected) for p in offered
+        len(p) == 2 and p[0] == "v1" and p[1].isascii() and hmac.compare_digest(p[1].encode(), expected)
+        for p in offered
     ):
         raise InvalidSignature("no v1 signature matches the body")
     current = time.time() if now is None else now
@@ -115,3 +128,34 @@ def verify(
             f"webhook-timestamp {timestamp} is {abs(current - timestamp):.0f} s away from now "
             f"(tolerance {tolerance_s:.0f} s)"
         )
+
+
+def parse_timestamp(value: object) -> int | None:
+    """Integer unix seconds from a ``webhook-timestamp`` header value, or None when it is anything else.
+
+    Accepted: 1 to :data:`MAX_TIMESTAMP_DIGITS` ASCII digits, with optional spaces or tabs around them.
+    Signs, inner spaces, underscores, decimals, non-ASCII digits and non-text values give None; this never raises.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    text = value.strip(_HTTP_OWS)
+    if not (0 < len(text) <= MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def _text(value: object) -> str | None:
+    """A header value as text: str as is, bytes as latin-1 (what HTTP libraries do); anything else None."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value if isinstance(value, str) else None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True

@@ -142,6 +142,24 @@ def export(
 
 
 @app.command()
+def seal(package: PackageArg) -> None:
+    """Give a legacy package (manifest format 1) the manifest digest that later loads verify.
+
+    Its files must still match the manifest's hashes; the manifest's values (temperature, thresholds) are
+    taken as they are now, so check them first. A format-2 package with a wrong digest is refused, not sealed.
+    """
+    from model_runtime.package import load_package, write_manifest
+
+    source = load_package(package)
+    if source.verified_manifest:
+        typer.echo(f"{source.path}: manifest digest already verified; nothing to do")
+        return
+    write_manifest(source.path, dict(source.manifest))
+    sealed = load_package(source.path, allow_legacy=False)
+    typer.echo(f"{sealed.path}: sealed package {sealed.version} (manifest format {sealed.manifest['format']})")
+
+
+@app.command()
 def check(
     package: PackageArg,
     backend: BackendOpt = "onnx-cpu",

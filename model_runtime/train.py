@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import pickle
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -269,7 +270,7 @@ def _save_checkpoint(path: Path, model, loss_fn, optimizer, scheduler, config: M
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "state": copy.copy(state),
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state()},
     }
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -277,7 +278,14 @@ def _save_checkpoint(path: Path, model, loss_fn, optimizer, scheduler, config: M
 
 
 def _load_checkpoint(path: Path, model, loss_fn, optimizer, scheduler, config: ModelConfig) -> dict:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        # weights_only: a checkpoint is data (tensors, numbers, strings), never code to unpickle
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointMismatchError(
+            f"{path} holds more than plain data (weights_only=True refused it): a checkpoint of an older format, "
+            "or not one of ours; delete it or drop --resume"
+        ) from None
     if payload["config"] != config.to_dict():
         raise CheckpointMismatchError(f"{path} was written for another model config; delete it or drop --resume")
     model.load_state_dict(payload["model"])
@@ -286,5 +294,17 @@ def _load_checkpoint(path: Path, model, loss_fn, optimizer, scheduler, config: M
     scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["rng"]["torch"])
     random.setstate(payload["rng"]["python"])
-    np.random.set_state(payload["rng"]["numpy"])
+    _set_numpy_rng_state(payload["rng"]["numpy"])
     return payload["state"]
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    """numpy's legacy global RNG state as plain values (a weights_only checkpoint holds no numpy arrays)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _set_numpy_rng_state(state: dict[str, Any]) -> None:
+    key = state["key"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["gauss"]))

@@ -74,7 +74,8 @@ def test_standard_body_carries_the_whole_alert_and_renders_the_same_bytes_every_
 
 def test_slack_body_has_a_headline_a_few_examples_and_links():
     parsed = json.loads(render(_event().to_dict(), "slack"))
-    text = parsed["blocks"][0]["text"]["text"]
+    assert parsed["blocks"][0]["text"]["text"].startswith("*:rotating_light: [CRITICAL] ood-high")
+    text = "\n".join(block["text"]["text"] for block in parsed["blocks"])  # summary, examples, links
     assert parsed["text"].startswith(":rotating_light: [CRITICAL] ood-high firing for shopper")
     assert "`utterance 4`" in text and "`utterance 5`" not in text  # at most 5 examples
     assert "<https://grafana.local/d/nlumon|dashboard>" in text

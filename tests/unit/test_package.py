@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from model_runtime.cli import app
 from model_runtime.evaluation import golden_check
 from model_runtime.golden import GoldenCase
-from model_runtime.package import MANIFEST, PackageIntegrityError, load_package
+from model_runtime.package import MANIFEST, PackageIntegrityError, load_package, write_manifest
 from model_runtime.registry import CURRENT, RegistryError, current_version, promote
 from model_runtime.runtime import load_runtime
 from model_runtime.testing import cached_tiny_package
@@ -89,7 +89,7 @@ def test_promote_points_current_at_the_new_version(source, package_dir, tmp_path
     assert load_package(registry / CURRENT).version == first.version
     manifest = json.loads((package_dir / MANIFEST).read_text())
     manifest["version"] = "retail-challenger"
-    (package_dir / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(package_dir, manifest)  # re-packaged: a hand-edited manifest would be refused
     second = promote(package_dir, registry)
     assert (registry / CURRENT).is_symlink() and os.readlink(registry / CURRENT) == "retail-challenger"
     assert second.version == "retail-challenger" and (registry / first.version).is_dir()
