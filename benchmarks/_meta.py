@@ -17,6 +17,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The public datasets the SNIPS and CLINC150 benchmarks measure against: ../shared/datasets next to the checkout
+# unless $NLUMON_DATASETS names another folder (the package itself has no default; tests/unit/test_no_shared_paths.py)
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+os.environ.setdefault("NLUMON_DATASETS", str(SHARED_DATASETS))
 
 
 def cpu_model() -> str:

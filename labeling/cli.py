@@ -86,9 +86,9 @@ def _items_from_clickhouse(config: Path | None, since: str) -> list[LabelingItem
     from datetime import UTC, datetime, timedelta
 
     from alerts.rules import parse_duration
+    from monitor.labeling_sink import queued_items
     from nlumon.schema import connect
     from nlumon.settings import ConfigFileError, load_settings
-    from monitor.labeling_sink import queued_items
 
     try:
         window = timedelta(seconds=parse_duration(since))

@@ -192,6 +192,9 @@ def build_package(
         if (result.encoder_path / name).is_file():
             shutil.copy2(result.encoder_path / name, staging / name)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / TORCH_WEIGHTS))
+    # safetensors writes through a private temporary file (mode 0600); other users read packages (the image's
+    # unprivileged worker reads a mounted registry), so the weights get the mode of the package's other files
+    (staging / TORCH_WEIGHTS).chmod((staging / CONFIG).stat().st_mode & 0o777)
     encoder = WordpieceEncoder(staging / TOKENIZER_FILE, result.config.max_length)
     sample = list(dev_set[:256]) or list(train_set[:256])
     batches = [encoder.encode_words([e.tokens for e in sample[i : i + 64]]) for i in range(0, len(sample), 64)]

@@ -70,6 +70,17 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _require_secrets(settings: Settings, program: str) -> None:
+    """Start-up check of a worker or the monitor: no built-in or short ``stream.pii_hash_key`` (exit 2)."""
+    from nlumon.settings import InsecureSettingsError, check_secrets
+
+    try:
+        check_secrets(settings, program)
+    except InsecureSettingsError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 # -- services -----------------------------------------------------------------------------------
 @services_app.command("up")
 def services_up_command(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
@@ -141,9 +152,11 @@ def worker(
     worker_id: Annotated[str | None, typer.Option(help="name of this worker in logs and metrics")] = None,
 ) -> None:
     """Run a long-lived stream worker: consume `utterances`, store rows in ClickHouse, dead-letter bad records."""
+    settings = _settings(config, verbose)
+    _require_secrets(settings, "the worker")
     from streams.worker import run_worker
 
-    run_worker(_settings(config, verbose), worker_id=worker_id, verbose=verbose)
+    run_worker(settings, worker_id=worker_id, verbose=verbose)
 
 
 @app.command()
@@ -165,15 +178,17 @@ def replay(
     """Produce utterance events to the `utterances` topic: a named scenario over time, or a JSONL file."""
     from datetime import UTC, datetime, timedelta
 
-    from streams.replay import events_from_jsonl, format_timeline, produce, save_truth
+    from streams.replay import events_from_jsonl, format_timeline, save_truth, send_records
     from streams.scenarios import SCENARIOS, scenario_events, timeline_document
 
     settings = _settings(config)
     if source is not None:
         if not source.is_file():
             raise _fail(FileNotFoundError(f"{source} does not exist"))
-        sent = produce(settings, events_from_jsonl(source), rate=rate, progress=True)
-        typer.echo(f"sent {sent} records from {source} to {settings.topics.utterances}")
+        outcome = send_records(settings, events_from_jsonl(source), rate=rate, progress=True)
+        typer.echo(f"{outcome.summary()}: records from {source} to {settings.topics.utterances}")
+        if not outcome.ok:
+            raise _fail(RuntimeError(f"{outcome.failed} of {outcome.sent} records were not confirmed by the broker"))
         return
     if scenario not in SCENARIOS:
         raise _fail(ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}"))
@@ -183,28 +198,43 @@ def replay(
     typer.echo(format_timeline(timeline))
     events = scenario_events(scenario, count, seed=seed, start=start, spacing_ms=spacing_ms, shift_at=shift_at,
                              malformed_share=malformed)
-    sent = produce(settings, save_truth(out, timeline, events), rate=rate, progress=True, total=count)
-    typer.echo(f"sent {sent} events to {settings.topics.utterances}; timeline and truth saved in {out}")
+    outcome = send_records(settings, save_truth(out, timeline, events), rate=rate, progress=True, total=count)
+    typer.echo(f"{outcome.summary()}: events to {settings.topics.utterances}; timeline and truth saved in {out}")
+    if not outcome.ok:
+        raise _fail(RuntimeError(f"{outcome.failed} of {outcome.sent} events were not confirmed by the broker"))
 
 
 @app.command()
 def retention(
     config: ConfigOption = None,
     days: Annotated[int | None, typer.Option(min=1, help="days to keep (default: stream.retention_days)")] = None,
-    dry_run: Annotated[bool, typer.Option(help="only list what would be dropped")] = False,
+    dry_run: Annotated[bool, typer.Option(help="only list what would be deleted")] = False,
 ) -> None:
-    """Drop ClickHouse day partitions older than the retention period."""
-    from streams.retention import drop_partitions, expired_partitions
+    """Delete what is older than the retention period: ClickHouse rows, reports, alert-store entries.
+
+    Day-partitioned tables lose whole days; the labeling queue and alert deliveries lose old rows; HTML reports
+    under the run dir and the alert store's old events and finished deliveries go too. Kafka topics expire
+    records themselves (topics.retention_ms, set by `services up` / `services init`). Run it daily (cron, a
+    systemd timer, a Kubernetes CronJob); docs/security.md, Retention.
+    """
+    from streams.retention import apply_retention, plan_retention
 
     settings = _settings(config)
     keep = days or settings.stream.retention_days
-    expired = expired_partitions(settings, keep)
-    for table, partition, rows in expired:
-        typer.echo(f"{'would drop' if dry_run else 'drop'} {table} partition {partition} ({rows} rows)")
-    if not expired:
-        typer.echo(f"nothing older than {keep} days")
-    elif not dry_run:
-        typer.echo(f"dropped {len(expired)} partitions, {drop_partitions(settings, expired)} rows")
+    try:
+        plan = plan_retention(settings, keep)
+        for item in plan:
+            typer.echo(f"{'would delete' if dry_run else 'delete'} {item.describe()}")
+        if not plan:
+            typer.echo(f"nothing older than {keep} days")
+        elif not dry_run:
+            done = apply_retention(settings, keep, plan)
+            typer.echo("deleted: " + ", ".join(f"{count} {what}" for what, count in done.items()))
+    except Exception as error:  # ClickHouse unreachable, a file that cannot be deleted, a slow mutation
+        raise _fail(error) from None
+    typer.echo(f"kafka: {settings.topics.utterances} and {settings.topics.dead_letter} keep records "
+               f"{settings.topics.retention_ms / 3_600_000:g} h, the other topics "
+               f"{settings.topics.other_retention_ms / 3_600_000:g} h (topics.retention_ms, topics.other_retention_ms)")
 
 
 @app.command()
@@ -217,6 +247,9 @@ def demo(
     from streams.demo import run_demo
 
     settings = _settings(config)
+    if "environment" not in settings.model_fields_set:  # generated traffic: the built-in text-hash key will do
+        settings = settings.model_copy(update={"environment": "demo"})
+    _require_secrets(settings, "the demo's worker")
     try:
         run_demo(settings, count=count, keep_services=keep_services, echo=typer.echo)
     except Exception as error:

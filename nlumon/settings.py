@@ -29,8 +29,51 @@ from pydantic_settings import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+
+def in_checkout(root: Path = PROJECT_ROOT) -> bool:
+    """Whether the code runs from a checkout of the repository (``pip install -e .`` or a bare clone), not from
+    an installed package (a wheel in site-packages, the container image)."""
+    return (root / "pyproject.toml").is_file() and (root / "nlumon" / "settings.py").is_file()
+
+
+def default_state_dir(root: Path = PROJECT_ROOT) -> Path:
+    """Where nlumon keeps its state (services' data, logs, pid files, the alert store, reports) by default.
+
+    From a checkout: ``<checkout>/.run``, as before. Installed: ``$XDG_STATE_HOME/nlumon``, else
+    ``~/.local/state/nlumon`` (the XDG base directory for state), else ``./.nlumon`` when the user has no home
+    (an arbitrary uid in a container). Never inside site-packages. ``services.run_dir``
+    (``NLUMON_SERVICES__RUN_DIR``) overrides it; the image sets it to ``/var/lib/nlumon`` (a volume).
+
+    >>> default_state_dir(Path("/nowhere")).name
+    'nlumon'
+    """
+    if in_checkout(root):
+        return root / ".run"
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "nlumon"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):  # no $HOME and no passwd entry
+        return Path.cwd() / ".nlumon"
+    return home / ".local" / "state" / "nlumon"
+
+
+def _default_model_path() -> Path:
+    """``<checkout>/models/current``, or ``<state dir>/models/current`` for an installed package."""
+    return (PROJECT_ROOT if in_checkout() else default_state_dir()) / "models" / "current"
+
+
 # The environment variable that names a settings file (TOML or YAML) when no path is passed.
 CONFIG_ENV = "NLUMON_CONFIG"
+
+DAY_MS = 86_400_000
+
+# The built-in HMAC key of the text hash. Anyone who knows it can test a guessed utterance against a stored
+# hash, so workers and the monitor only start with it in these environments (check_secrets).
+DEFAULT_PII_HASH_KEY = "change-me"
+PII_HASH_KEY_MIN_CHARS = 16
+DEFAULT_KEY_ENVIRONMENTS = frozenset({"demo", "test"})
 
 
 class _Group(BaseModel):
@@ -42,6 +85,10 @@ class KafkaSettings(_Group):
     controller_port: int = 19093
     consumer_group: str = "nlumon-worker"
     heap: str = Field("512m", description="JVM heap of the local broker started by `services up`")
+    session_timeout_s: float = Field(
+        15.0, ge=6, le=300,
+        description="a worker that stops heartbeating (killed, machine lost) loses its partitions after this",
+    )
 
 
 class TopicSettings(_Group):
@@ -54,6 +101,19 @@ class TopicSettings(_Group):
     partitions: int = Field(4, ge=1, description="partitions of `utterances` (max parallel workers)")
     other_partitions: int = Field(1, ge=1, description="partitions of the other topics")
     replication_factor: int = Field(1, ge=1)
+    max_message_bytes: int = Field(
+        1_000_000, ge=65_536,
+        description="largest record: every topic's max.message.bytes and the producers' max_request_size, set together",
+    )
+    retention_ms: int = Field(
+        3 * DAY_MS, ge=60_000,
+        description="retention.ms of the topics that hold raw text (utterances, dead-letter): set on every "
+        "`services up` / `services init`, also on topics that exist",
+    )
+    other_retention_ms: int = Field(
+        7 * DAY_MS, ge=60_000,
+        description="retention.ms of the other topics (predictions and labeling-queue hold scrubbed text)",
+    )
 
     def all_topics(self) -> dict[str, int]:
         """Topic name -> partition count, for creating them."""
@@ -64,6 +124,14 @@ class TopicSettings(_Group):
             self.dead_letter: self.other_partitions,
         }
 
+    def retention_of(self, topic: str) -> int:
+        """``retention.ms`` of ``topic``: ``retention_ms`` for the raw-text topics, else ``other_retention_ms``.
+
+        >>> TopicSettings().retention_of("utterances") < TopicSettings().retention_of("predictions")
+        True
+        """
+        return self.retention_ms if topic in (self.utterances, self.dead_letter) else self.other_retention_ms
+
 
 class ClickHouseSettings(_Group):
     host: str = "127.0.0.1"
@@ -71,13 +139,16 @@ class ClickHouseSettings(_Group):
     http_port: int = 18123
     database: str = "nlumon"
     user: str = "default"
-    password: str = ""
+    password: str = Field("", repr=False)
     # The debian package's server binary; `services up` starts it with a project-local config.
     server_binary: str = "clickhouse-server"
 
 
 class ModelSettings(_Group):
-    package_path: Path = Field(PROJECT_ROOT / "models" / "current")
+    package_path: Path = Field(
+        default_factory=_default_model_path,
+        description="the model package in service: <checkout>/models/current, installed <state dir>/models/current",
+    )
     backend: Literal["onnx-cpu", "onnx-int8", "onnx-cuda", "torch-cuda"] = "onnx-cpu"
     allow_cpu_fallback: bool = Field(
         False, description="a GPU backend that cannot get a GPU falls back to CPU instead of failing"
@@ -103,9 +174,20 @@ class StreamSettings(_Group):
     sink_batch_rows: int = Field(2000, ge=1, description="ClickHouse insert when this many rows wait")
     sink_flush_s: float = Field(1.0, gt=0, description="... or when the oldest waiting row is this old")
     sink_max_pending_rows: int = Field(20000, ge=1, description="back-pressure above this many rows")
-    retention_days: int = Field(30, ge=1)
+    retention_days: int = Field(
+        30, ge=1,
+        description="`nlumon retention` deletes ClickHouse rows, reports and alert-store entries older than this",
+    )
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0,
+        description="SIGTERM: drain and leave the group within this, else exit; unacked records are redelivered",
+    )
     metrics_port: int = Field(9464, description="Prometheus metrics of the worker; 0 disables")
-    pii_hash_key: str = Field("change-me", description="HMAC key for the raw-text hash", repr=False)
+    pii_hash_key: str = Field(
+        DEFAULT_PII_HASH_KEY, repr=False,
+        description=f"HMAC key for the raw-text hash; workers and the monitor refuse the default outside the "
+        f"demo and the tests, and keys shorter than {PII_HASH_KEY_MIN_CHARS} characters",
+    )
     pii_name_gazetteer: bool = Field(
         True, description="also scrub Census given names (+ surname) the model did not tag as a person"
     )
@@ -160,7 +242,10 @@ class LabelingSettings(_Group):
 
 
 class ServiceSettings(_Group):
-    run_dir: Path = Field(PROJECT_ROOT / ".run", description="data, logs and pid files of local services")
+    run_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="state: services' data, logs and pid files, the alert store, reports (default_state_dir())",
+    )
     start_timeout_s: float = Field(90.0, gt=0)
 
 
@@ -174,7 +259,11 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    environment: str = Field("local", description="free text shown in logs, alerts and dashboards")
+    environment: str = Field(
+        "local",
+        description="free text shown in logs, alerts and dashboards; `demo` and `test` also let workers and the "
+        "monitor start with the built-in stream.pii_hash_key (check_secrets)",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="text lines for people, or one JSON object per line for log shippers"
     )
@@ -244,3 +333,37 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         raise
     finally:
         _CONFIG_FILE_IN_USE["path"] = None
+
+
+class InsecureSettingsError(ValueError):
+    """A worker or the monitor was asked to start with a secret that protects nothing (see :func:`check_secrets`)."""
+
+
+def check_secrets(settings: Settings, program: str = "the worker") -> None:
+    """Refuse to run ``program`` with the built-in ``stream.pii_hash_key`` or a short one.
+
+    The key turns utterances into keyed hashes (``text_hash``) that find duplicates without keeping the text;
+    whoever knows the key can confirm a guessed utterance against them, and the built-in key is public. The
+    demo and the tests (``environment`` ``demo`` or ``test``) may keep it: their traffic is generated.
+
+    >>> check_secrets(Settings(environment="demo", stream={"pii_hash_key": "change-me"}))
+    >>> check_secrets(Settings(environment="production", stream={"pii_hash_key": "x" * 32}))
+    >>> check_secrets(Settings(environment="production", stream={"pii_hash_key": "change-me"}))
+    Traceback (most recent call last):
+    ...
+    nlumon.settings.InsecureSettingsError: the worker will not start with the built-in stream.pii_hash_key ...
+    """
+    key = settings.stream.pii_hash_key
+    if settings.environment.strip().lower() in DEFAULT_KEY_ENVIRONMENTS:
+        return
+    how = (f"set a secret random key of at least {PII_HASH_KEY_MIN_CHARS} characters, e.g. "
+           f"NLUMON_STREAM__PII_HASH_KEY=$(openssl rand -hex 32) in the environment, or pii_hash_key under "
+           f"[stream] in the settings file (--config / $NLUMON_CONFIG); see docs/security.md, Keys and secrets")
+    if key == DEFAULT_PII_HASH_KEY:
+        raise InsecureSettingsError(
+            f"{program} will not start with the built-in stream.pii_hash_key ({DEFAULT_PII_HASH_KEY!r}) in "
+            f"environment {settings.environment!r}: {how}")
+    if len(key) < PII_HASH_KEY_MIN_CHARS:
+        raise InsecureSettingsError(
+            f"{program} will not start: stream.pii_hash_key has {len(key)} characters, fewer than "
+            f"{PII_HASH_KEY_MIN_CHARS}: {how}")

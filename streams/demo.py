@@ -94,12 +94,13 @@ def wait_for_rows(settings: Settings, since: datetime, expected: int, timeout_s:
     client = connect(settings.clickhouse)
     deadline = time.monotonic() + timeout_s
     accepted = dead = 0
-    params = {"since": since.replace(tzinfo=None)}
+    params = {"since": since.replace(tzinfo=None), "topic": settings.topics.utterances}
     try:
         while time.monotonic() < deadline and worker.poll() is None:
             accepted = client.execute(
                 "SELECT uniqExact(id) FROM predictions WHERE ingested_at >= %(since)s", params)[0][0]
-            dead = client.execute("SELECT count() FROM dead_letters FINAL WHERE ts >= %(since)s", params)[0][0]
+            dead = client.execute("SELECT count() FROM dead_letters FINAL WHERE ts >= %(since)s "
+                                  "AND source_topic = %(topic)s", params)[0][0]
             if accepted + dead >= expected:
                 break
             time.sleep(1)
@@ -252,7 +253,7 @@ def write_report(settings: Settings, start: datetime, end: datetime) -> Path:
 
 def print_summary(settings: Settings, since: datetime, sent: int, accepted: int, dead: int, echo: Echo) -> None:
     window = settings.monitor.window_s
-    params = {"since": since.replace(tzinfo=None)}
+    params = {"since": since.replace(tzinfo=None), "topic": settings.topics.utterances}
     client = connect(settings.clickhouse)
     try:
         windows = client.execute(
@@ -262,7 +263,8 @@ def print_summary(settings: Settings, since: datetime, sent: int, accepted: int,
             params,
         )
         reasons = client.execute(
-            "SELECT reason, count() FROM dead_letters FINAL WHERE ts >= %(since)s GROUP BY reason ORDER BY reason",
+            "SELECT reason, count() FROM dead_letters FINAL WHERE ts >= %(since)s AND source_topic = %(topic)s "
+            "GROUP BY reason ORDER BY reason",
             params,
         )
     finally:

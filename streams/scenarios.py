@@ -111,9 +111,10 @@ def mix_at(name: str, fraction: float, shift_at: float = 0.5, burst_len: float =
 
 
 def _oos_texts() -> list[str]:
-    from model_runtime.data.clinc150 import load_clinc150
+    """CLINC150's out-of-scope queries (test, then val), shipped with the package: no datasets folder needed."""
+    from model_runtime.data.clinc150 import load_oos_queries
 
-    return [example.text for split in ("test", "val") for example in load_clinc150(split) if example.intent == "oos"]
+    return load_oos_queries()
 
 
 class _Sources:

@@ -35,6 +35,7 @@ TEST_OVERRIDES = {
 def make_test_settings(**extra: dict) -> Settings:
     merged = {group: {**values, **extra.get(group, {})} for group, values in TEST_OVERRIDES.items()}
     merged.update({group: values for group, values in extra.items() if group not in merged})
+    merged.setdefault("environment", "test")  # generated traffic: workers may use the built-in pii_hash_key
     return load_settings(None, **merged)
 
 

@@ -3,6 +3,10 @@
 The folder holds a ``SHA256SUMS`` file (``sha256sum`` format); a loader verifies the entries of
 its dataset before it reads a byte of them, so an edited or truncated copy fails loudly instead
 of quietly shifting the published anchors.
+
+There is no default folder: it is given to a loader, or named by ``$NLUMON_DATASETS``. Only training on
+SNIPS or CLINC150 and the benchmarks that measure against them read it; the demo and the tests need
+nothing from it (the out-of-scope queries they replay ship with the package, ``clinc150.load_oos_queries``).
 """
 
 from __future__ import annotations
@@ -22,13 +26,8 @@ class DatasetFormatError(ValueError):
     """A dataset file passed its checksum but cannot be read as the format says (should not happen)."""
 
 
-def default_datasets_root() -> Path:
-    """``<checkout>/../shared/datasets``: the shared folder next to the project checkout."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-
-
 def datasets_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The datasets folder: ``root`` if given, else ``$NLUMON_DATASETS``, else the default.
+    """The datasets folder: ``root`` if given, else ``$NLUMON_DATASETS``.
 
     >>> str(datasets_root("/tmp/data"))
     '/tmp/data'
@@ -36,7 +35,11 @@ def datasets_root(root: str | os.PathLike[str] | None = None) -> Path:
     if root is not None:
         return Path(root)
     from_env = os.environ.get(DATASETS_ENV)
-    return Path(from_env) if from_env else default_datasets_root()
+    if not from_env:
+        raise DatasetIntegrityError(
+            f"no datasets folder: set ${DATASETS_ENV} to the folder that holds SHA256SUMS, snips/ and clinc150/ "
+            f"(SNIPS and CLINC150 as published; see model_runtime/README.md, Corpora and benchmarks)")
+    return Path(from_env)
 
 
 def sha256_of(path: Path) -> str:

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from labeling.items import normalise_text
 from labeling.label_studio import export_label_studio, import_label_studio
-from nlumon.schema import connect
 from monitor.labeling_sink import queue_text_hash, queued_items
 from monitor.service import build_monitor
 from nlumon.pii import scrub
+from nlumon.schema import connect
 from tests.conftest import make_test_settings
 from tests.helpers import fill_clickhouse, tiny_model_settings
 
@@ -27,13 +26,8 @@ def unique_oos_texts(monkeypatch, tag: str) -> None:
     """CLINC150's out-of-scope texts with a run-unique last word: the queue deduplicates across runs."""
     import model_runtime.data.clinc150 as clinc
 
-    real = clinc.load_clinc150
-
-    def tagged(split):
-        return [ex if ex.intent != "oos" else replace(ex, tokens=(*ex.tokens, tag), tags=(*ex.tags, "O"))
-                for ex in real(split)]
-
-    monkeypatch.setattr(clinc, "load_clinc150", tagged)
+    real = clinc.load_oos_queries
+    monkeypatch.setattr(clinc, "load_oos_queries", lambda: [f"{text} {tag}" for text in real()])
 
 
 def test_ood_burst_fills_the_queue_and_exports_to_label_studio(services, monkeypatch, tmp_path) -> None:

@@ -14,16 +14,18 @@ import pytest
 
 from model_runtime.data.bio import is_valid_bio
 from model_runtime.data.clinc150 import OOS_INTENT, clinc150_domains, load_clinc150
-from model_runtime.data.integrity import (
-    DATASETS_ENV,
-    DatasetIntegrityError,
-    datasets_root,
-    default_datasets_root,
-)
+from model_runtime.data.integrity import DATASETS_ENV, DatasetIntegrityError, datasets_root
 from model_runtime.data.snips import load_snips, snips_labels
+from tests.datasets import public_datasets
 
-ROOT = default_datasets_root()
-pytestmark = pytest.mark.skipif(not (ROOT / "SHA256SUMS").is_file(), reason=f"no shared datasets at {ROOT}")
+ROOT = public_datasets() or Path("/no-public-datasets")
+pytestmark = pytest.mark.skipif(public_datasets() is None, reason=f"no public datasets (set ${DATASETS_ENV})")
+
+
+@pytest.fixture(autouse=True)
+def datasets_env(monkeypatch):
+    """The loaders read $NLUMON_DATASETS when no root is given; there is no default folder."""
+    monkeypatch.setenv(DATASETS_ENV, str(ROOT))
 
 
 def writable_copy(tmp_path: Path, dataset: str) -> Path:
@@ -106,7 +108,8 @@ def test_the_root_comes_from_the_argument_then_the_environment(monkeypatch, tmp_
     with pytest.raises(DatasetIntegrityError):
         load_snips("dev")  # tmp_path has no SHA256SUMS
     monkeypatch.delenv(DATASETS_ENV)
-    assert datasets_root() == ROOT
+    with pytest.raises(DatasetIntegrityError, match=DATASETS_ENV):  # no default folder, e.g. next to the checkout
+        datasets_root()
 
 
 def test_unknown_splits_are_rejected():

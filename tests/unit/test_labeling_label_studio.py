@@ -1,4 +1,5 @@
-"""Label Studio export/import: the task format, and a round trip over real SNIPS utterances."""
+"""Label Studio export/import: the task format, and a round trip over generated retail utterances and, where the
+public datasets are at hand (tests/datasets.py), real SNIPS ones."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import copy
 import json
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from itertools import islice
 
 import pytest
 from typer.testing import CliRunner
@@ -13,9 +15,18 @@ from typer.testing import CliRunner
 from labeling.cli import labeling_app
 from labeling.items import LabelingItem, Reason
 from labeling.label_studio import LabelStudioFormatError, export_label_studio, import_label_studio, label_config
+from model_runtime.data.retail import GeneratorConfig, iter_examples
 from model_runtime.data.snips import load_snips
+from tests.datasets import require_public_datasets
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def corpus_examples(corpus: str, count: int) -> list:
+    """``count`` labelled examples: generated retail ones (always there) or SNIPS test ones (skip without it)."""
+    if corpus == "snips":
+        return load_snips("test", root=require_public_datasets())[:count]
+    return list(islice(iter_examples(GeneratorConfig(n=count, seed=11)), count))
 
 
 def to_item(index, example, text=None):
@@ -53,8 +64,9 @@ def test_task_format_matches_label_studio_json_and_the_labeling_config():
     json.dumps(task)  # plain JSON, no datetimes
 
 
-def test_round_trip_over_snips_accepting_predictions_gives_the_same_intent_and_tags():
-    examples = load_snips("test")[:300]
+@pytest.mark.parametrize("corpus", ["retail", "snips"])
+def test_round_trip_accepting_predictions_gives_the_same_intent_and_tags(corpus):
+    examples = corpus_examples(corpus, 300)
     items = [to_item(i, ex) for i, ex in enumerate(examples)]
     imported = import_label_studio(accept_predictions(export_label_studio(items)))
     assert len(imported) == len(examples)
@@ -88,8 +100,9 @@ def test_an_annotation_without_an_intent_is_an_error_naming_the_task():
         import_label_studio([task])
 
 
-def test_cli_export_then_import(tmp_path):
-    examples = load_snips("test")[:20]
+@pytest.mark.parametrize("corpus", ["retail", "snips"])
+def test_cli_export_then_import(tmp_path, corpus):
+    examples = corpus_examples(corpus, 20)
     items_path = tmp_path / "items.jsonl"
     items_path.write_text("".join(json.dumps(to_item(i, ex).to_dict()) + "\n" for i, ex in enumerate(examples)))
     runner = CliRunner()
