@@ -915,12 +915,23 @@ def _find_words(text: str, value: str, taken: list[tuple[int, int]]) -> tuple[in
 def deidentify_value(value: Any) -> Any:
     """``value`` with every string in it scrubbed (lists, tuples and dicts walked; other types as they are)."""
     if isinstance(value, str):
-        return scrub(value) if value else value
+        return _scrub_plain(value) if value else value
     if isinstance(value, Mapping):
         return {key: deidentify_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
+        if all(isinstance(item, _SCALARS) for item in value):  # scores, sketches: nothing to scrub
+            return value
         return type(value)(deidentify_value(item) for item in value)
     return value
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+@functools.lru_cache(maxsize=8192)
+def _scrub_plain(text: str) -> str:
+    """:func:`scrub` without model spans, remembered: the same session id, locale or label comes back often."""
+    return scrub(text)
 
 
 def deidentify_row(

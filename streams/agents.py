@@ -326,7 +326,13 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
                                               "reason": letter.reason})
         return [dead_letter_row(letter) for letter in letters]
 
+    stopping: list[bool] = []  # set when the worker starts to stop (signal or shutdown)
+
     def stop_on_failure(error: BaseException) -> None:
+        if stopping or getattr(app, "should_stop", False):  # the producer is closing under the batch: not a fault
+            log.warning("a batch was cut short by the shutdown (%r); its records are redelivered", error,
+                        extra={"worker": worker})
+            return
         fatal(app, error, settings.stream.shutdown_timeout_s)
 
     def batch_done(task: asyncio.Future) -> None:
@@ -483,6 +489,7 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         """On SIGTERM, before Faust stops the consumer: store and acknowledge what is buffered, within half the
         shutdown timeout (both calls together); past that, stop the sink's retries (nothing more is acked;
         Kafka redelivers it to the next owner)."""
+        stopping.append(True)
         loop = asyncio.get_running_loop()
         if not drain_deadline:
             drain_deadline.append(loop.time() + settings.stream.shutdown_timeout_s / 2)
