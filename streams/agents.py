@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from nlumon.pii import deidentify_row
-from nlumon.records import DeadLetter
+from nlumon.records import DEFAULT_MAX_MESSAGE_BYTES, DeadLetter
 from nlumon.schema import connect
 from nlumon.settings import Settings
 from streams.features import PREDICTION_COLUMNS
@@ -113,8 +113,8 @@ class BatchCommitter:
                 self.metrics.rows_refused.labels(worker=self.metrics.worker_id, table=item.table).inc()
             letters = await self.on_refused(refused, events) if self.on_refused else []
             if letters:  # their dead_letters rows; a refusal of those is logged (the topic has the letter)
-                again = await loop.run_in_executor(self.executor, self.sink.write, {
-                    "dead_letters": [tuple(row[c] for c in DEAD_LETTER_COLUMNS) for row in letters]})
+                again = await loop.run_in_executor(self.executor, self.sink.write,
+                                                   self.sink.batch_of("dead_letters", letters))
                 for item in again:
                     log.error("dead_letters row refused too (the letter is on the topic): %s", item.message)
         self.metrics.sink_flush_seconds.observe(time.perf_counter() - started)
@@ -158,7 +158,7 @@ def guarded(name: str, worker: str, metrics: WorkerMetrics) -> Callable:
 
 
 def refused_letters(refused: list[Refused], events: list[Any], source_topic: str,
-                    max_bytes: int | None = None) -> list[DeadLetter]:
+                    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[DeadLetter]:
     """One dead letter per record whose row ClickHouse refused, with the original bytes from its event."""
     by_offset = {(e.message.partition, e.message.offset): e.message for e in events}
     letters, seen = [], set()
@@ -175,10 +175,9 @@ def refused_letters(refused: list[Refused], events: list[Any], source_topic: str
             continue
         seen.add(link)
         reason = f"clickhouse refused the {item.table} row: {item.message}"
-        kwargs = {"max_bytes": max_bytes} if max_bytes else {}
         letters.append(DeadLetter.for_bytes(message.value, reason, source_topic=source_topic,
                                             partition=message.partition, offset=message.offset,
-                                            key=message.key, **kwargs))
+                                            key=message.key, max_bytes=max_bytes))
     return letters
 
 
@@ -314,16 +313,18 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         on_retry=lambda error, attempt: metrics.sink_retries.inc(),
     )
 
+    def dead_letter_message(letter: DeadLetter) -> tuple[Any, bytes, bytes, str]:
+        """The message for ``publish_all``; the letter is counted and logged (one WARNING line per record)."""
+        metrics.dead_letter(letter.reason)
+        log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition, letter.offset,
+                    letter.reason, extra={"worker": worker, "topic": letter.source_topic,
+                                          "partition": letter.partition, "offset": letter.offset,
+                                          "reason": letter.reason})
+        return dead_letter, (letter.key or "").encode(), letter.to_json(), "a dead letter"
+
     async def dead_letter_refused(refused: list[Refused], events: list) -> list[dict]:
         letters = refused_letters(refused, events, topics.utterances, topics.max_message_bytes)
-        await publish_all([(dead_letter, (letter.key or "").encode(), letter.to_json(), "a dead letter")
-                           for letter in letters])
-        for letter in letters:
-            metrics.dead_letter(letter.reason)
-            log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition, letter.offset,
-                        letter.reason, extra={"worker": worker, "topic": letter.source_topic,
-                                              "partition": letter.partition, "offset": letter.offset,
-                                              "reason": letter.reason})
+        await publish_all([dead_letter_message(letter) for letter in letters])
         return [dead_letter_row(letter) for letter in letters]
 
     stopping: list[bool] = []  # set when the worker starts to stop (signal or shutdown)
@@ -362,14 +363,7 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         if result.model_version:
             metrics.batch_size.observe(len(result.events))
             metrics.inference_seconds.observe(result.inference_s)
-        messages = []
-        for letter in result.dead_letters:
-            messages.append((dead_letter, (letter.key or "").encode(), letter.to_json(), "a dead letter"))
-            metrics.dead_letter(letter.reason)
-            log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition, letter.offset,
-                        letter.reason, extra={"worker": worker, "topic": letter.source_topic,
-                                              "partition": letter.partition, "offset": letter.offset,
-                                              "reason": letter.reason})
+        messages = [dead_letter_message(letter) for letter in result.dead_letters]
         for row in result.rows.get("predictions", []):
             messages.append((predictions, row["session_id"].encode(), _json_row(row), "a prediction"))
         await publish_all(messages)  # the broker has them before their records are acked

@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nlumon.records import one_line
+
 log = logging.getLogger(__name__)
 
 try:  # pragma: no cover - import guard only
@@ -216,15 +218,21 @@ class ClickHouseSink:
 
     def add(self, table: str, row: Mapping[str, Any]) -> None:
         """Buffer one row (a mapping with every column of ``table``). Never does I/O."""
-        columns = self._columns[table]
-        try:
-            values = tuple(row[name] for name in columns)
-        except KeyError as missing:
-            raise ValueError(f"row for {table} lacks column {missing}") from None
+        values = self._values(table, row)
         with self._buffer_lock:
             self._pending[table].append(values)
             if self._oldest_pending is None:
                 self._oldest_pending = time.monotonic()
+
+    def batch_of(self, table: str, rows: Sequence[Mapping[str, Any]]) -> Batch:
+        """``rows`` of ``table`` as a batch for :meth:`write`, outside the buffer (rows written on their own)."""
+        return {table: [self._values(table, row) for row in rows]}
+
+    def _values(self, table: str, row: Mapping[str, Any]) -> tuple:
+        try:
+            return tuple(row[name] for name in self._columns[table])
+        except KeyError as missing:
+            raise ValueError(f"row for {table} lacks column {missing}") from None
 
     def should_flush(self) -> bool:
         """True when the size or the age threshold is reached."""
@@ -348,6 +356,5 @@ class ClickHouseSink:
 
 
 def _message(error: BaseException) -> str:
-    """The server's message on one line, without the stack trace ClickHouse appends."""
-    text = str(error).split("Stack trace", 1)[0]
-    return f"{type(error).__name__}: {' '.join(text.split())}"[:500]
+    """The server's message on one line (``nlumon.records.one_line``), without the stack trace ClickHouse appends."""
+    return one_line(f"{type(error).__name__}: {str(error).split('Stack trace', 1)[0].strip()}", 500)
