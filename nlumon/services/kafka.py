@@ -10,6 +10,7 @@ import hashlib
 import logging
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -226,6 +227,9 @@ def topic_configs(settings: Settings, topic: str | None = None) -> dict[str, str
     return configs
 
 
+METADATA_WAIT_S = 15.0
+
+
 def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create the configured topics that are missing; refuse a topic with another partition count.
 
@@ -255,10 +259,16 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
         present = [name for name in wanted if name in existing]
         if present:  # topics created before (or with other limits): set the limit and retention, idempotently
             _set_topic_configs(admin, {name: topic_configs(settings, name) for name in present})
-        actual = {
-            topic.get("name", topic.get("topic")): len(topic["partitions"])
-            for topic in admin.describe_topics(list(wanted))
-        }
+        created = {topic.name for topic in missing}
+        deadline = time.monotonic() + METADATA_WAIT_S
+        while True:  # a topic just created can show no partitions until the broker's metadata catches up
+            actual = {
+                topic.get("name", topic.get("topic")): len(topic["partitions"])
+                for topic in admin.describe_topics(list(wanted))
+            }
+            if all(actual.get(name) for name in created) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         admin.close()
     wrong = {name: (count, actual.get(name)) for name, count in wanted.items() if actual.get(name) != count}
