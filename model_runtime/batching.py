@@ -43,15 +43,51 @@ def length_sorted_batches(
     return batches
 
 
-def domain_weights(examples: Sequence[Example]) -> np.ndarray:
+def domain_weights(examples: Sequence[Example], base_weights: Sequence[float] | None = None) -> np.ndarray:
     """Per-example weights so that every assistant/domain contributes the same total weight (mean 1).
+
+    ``base_weights`` (e.g. the weights of extra labelled examples) multiply each example's weight, and the
+    balance is computed over them: each assistant still gets the same total, and inside an assistant an
+    example of weight 2 counts twice one of weight 1. Final weight = domain-balance weight × base weight.
 
     >>> ex = [Example(("a",), ("O",), "i", d) for d in ("shopper", "shopper", "shopper", "associate")]
     >>> domain_weights(ex).round(3).tolist()
     [0.667, 0.667, 0.667, 2.0]
+    >>> domain_weights(ex, [1.0, 1.0, 2.0, 1.0]).round(3).tolist()  # shopper total 2, associate total 2
+    [0.5, 0.5, 1.0, 2.0]
     """
-    counts = Counter(e.assistant for e in examples)
-    weights = np.array([len(examples) / (len(counts) * counts[e.assistant]) for e in examples])
+    base = np.ones(len(examples)) if base_weights is None else _checked(base_weights, len(examples))
+    totals: Counter = Counter()
+    for example, weight in zip(examples, base, strict=True):
+        totals[example.assistant] += weight
+    grand = base.sum()
+    weights = np.array(
+        [w * grand / (len(totals) * totals[e.assistant]) for e, w in zip(examples, base, strict=True)]
+    )
+    return weights / weights.mean()
+
+
+def _checked(weights: Sequence[float], n: int) -> np.ndarray:
+    array = np.asarray(weights, dtype=float)
+    if array.shape != (n,) or not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ValueError(f"example weights must be {n} finite positive numbers")
+    return array
+
+
+def loss_weights(
+    examples: Sequence[Example], base_weights: Sequence[float] | None, domain_balance: bool
+) -> np.ndarray:
+    """The loss weight of every training example (mean 1): domain balance × base weight, or the base weights.
+
+    >>> ex = [Example(("a",), ("O",), "i", d) for d in ("shopper", "associate")]
+    >>> loss_weights(ex, None, False).tolist(), loss_weights(ex, [1.0, 3.0], False).tolist()
+    ([1.0, 1.0], [0.5, 1.5])
+    """
+    if domain_balance:
+        return domain_weights(examples, base_weights)
+    if base_weights is None:
+        return np.ones(len(examples))
+    weights = _checked(base_weights, len(examples))
     return weights / weights.mean()
 
 

@@ -52,15 +52,36 @@ def train(
     batch_size: Annotated[int, typer.Option(help="training batch size")] = 32,
     learning_rate: Annotated[float, typer.Option(help="encoder learning rate (heads use 1e-3)")] = 5e-5,
     loss_weighting: Annotated[str, typer.Option(help="static | uncertainty (Kendall et al.)")] = "static",
-    domain_balance: Annotated[bool, typer.Option(help="weight examples so each assistant counts equally")] = False,
+    domain_balance: Annotated[
+        bool | None,
+        typer.Option(
+            "--domain-balance/--no-domain-balance",
+            help="weight examples so each assistant counts equally (default: on with --extra, else off)",
+            show_default=False,
+        ),
+    ] = None,
+    extra: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--extra",
+            help="JSONL of extra labelled examples for the train split (repeatable; weight × loss; see "
+            "model_runtime/data/extra.py)",
+            dir_okay=False,
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0 = default)")] = 0,
     config: Annotated[
         Path | None, typer.Option(help="YAML/JSON with `model:` and `train:` sections (overrides)")
     ] = None,
     verbose: Annotated[bool, typer.Option(help="log progress details")] = True,
 ) -> None:
-    """Train, export (fp32 + int8), evaluate and package in one go."""
+    """Train, export (fp32 + int8), evaluate and package in one go.
+
+    With --extra, domain balance is on unless --no-domain-balance: the annotation loop's auto-labelled
+    store-associate logs would otherwise tilt the model toward the associate assistant.
+    """
     from model_runtime.config import configs_from_file
+    from model_runtime.data.extra import ExtraExamplesError
     from model_runtime.pipeline import TrainRequest, train_to_package
 
     _setup_logging(verbose)
@@ -77,11 +98,21 @@ def train(
         loss_weighting=loss_weighting,
         domain_balance=domain_balance,
         threads=threads,
+        extra=tuple(str(path) for path in extra or ()),
     )
     model_config, train_config = configs_from_file(config) if config else (None, None)
-    package = train_to_package(request, out, model_config=model_config, train_config=train_config, resume=resume)
+    try:
+        package = train_to_package(request, out, model_config=model_config, train_config=train_config, resume=resume)
+    except ExtraExamplesError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     metrics = package.metrics.get("onnx-cpu", {})
     typer.echo(f"package {package.version} written to {package.path}")
+    extra_section = package.manifest["training"].get("extra")
+    if extra_section:
+        total = extra_section["total"]
+        typer.echo(f"extra examples: {total['n']} {total['per_assistant']} (domain balance on: "
+                   f"{package.manifest['training']['domain_balance']})")
     typer.echo(
         f"test intent acc {metrics.get('intent_accuracy', float('nan')):.4f}  "
         f"slot F1 {metrics.get('slots', {}).get('f1', float('nan')):.4f}  "
@@ -127,12 +158,14 @@ def export(
     import shutil
 
     from model_runtime.export import export_all
+    from model_runtime.gate import GATE_REPORT
     from model_runtime.package import load_package, write_manifest
     from model_runtime.runtime import load_runtime
     from model_runtime.runtime_torch import load_torch_model
 
     source = load_package(package)
     shutil.copytree(source.path, out)
+    (out / GATE_REPORT).unlink(missing_ok=True)  # a gate report judged the source package, not this one
     model = load_torch_model(source)
     texts = ["add two jordan sneakers to my cart", "is jordan on shift tomorrow", "hello"]
     export_section = export_all(model, out, [load_runtime(source.path, "onnx-cpu").encode(texts)], optimize=optimize)
@@ -148,12 +181,16 @@ def seal(package: PackageArg) -> None:
     Its files must still match the manifest's hashes; the manifest's values (temperature, thresholds) are
     taken as they are now, so check them first. A format-2 package with a wrong digest is refused, not sealed.
     """
+    from model_runtime.gate import GATE_REPORT
     from model_runtime.package import load_package, write_manifest
 
     source = load_package(package)
     if source.verified_manifest:
         typer.echo(f"{source.path}: manifest digest already verified; nothing to do")
         return
+    if (source.path / GATE_REPORT).is_file():  # sealing changes the manifest digest the report names
+        (source.path / GATE_REPORT).unlink()
+        typer.echo(f"removed {source.path / GATE_REPORT}: it names the unsealed manifest; gate the package again")
     write_manifest(source.path, dict(source.manifest))
     sealed = load_package(source.path, allow_legacy=False)
     typer.echo(f"{sealed.path}: sealed package {sealed.version} (manifest format {sealed.manifest['format']})")
@@ -175,37 +212,134 @@ def check(
     raise typer.Exit(0 if result.ok else 1)
 
 
+def run_gate(
+    challenger: Path,
+    champion: Path | None,
+    *,
+    holdout: str | None = None,
+    corpus: str | None = None,
+    size: int | None = None,
+    seed: int | None = None,
+    backend: str = "onnx-int8",
+    serving_batch: int = 64,
+    latency_budget_ms: float = 250.0,
+    slot_f1_floor: float | None = None,
+    frustration_recall_floor: float = 60.0,
+    ece_budget: float | None = None,
+    intent_drop: float = 0.3,
+    assistant_intent_drop: float = 0.3,
+    span_f1_drop: float = 1.0,
+    slot_f1_drop: float = 0.5,
+    golden_regressions: int = 0,
+    json_out: Path | None = None,
+    echo=print,
+):
+    """The gate as `nlumon model gate` runs it (also from `nlumon loop run`): evaluates, prints the tables with
+    ``echo``, writes CHALLENGER/gate-report.json (and ``json_out``) and returns the decision."""
+    from model_runtime.evaluation import corpus_set, gather_evidence, holdout_set
+    from model_runtime.gate import (
+        GATE_REPORT,
+        GateThresholds,
+        build_report,
+        decide,
+        evidence_table,
+        package_identity,
+        write_report,
+    )
+    from model_runtime.package import load_package
+
+    challenger_package = load_package(challenger)
+    champion_package = load_package(champion) if champion else None
+    trained_on = challenger_package.manifest.get("training", {}).get("request", {}).get("corpus", "retail")
+    if corpus or size is not None or seed is not None or (not holdout and trained_on != "retail"):
+        evaluation_set = corpus_set(*_corpus_args(challenger, corpus, size, seed))  # the retail holdout fits retail
+    else:
+        from model_runtime.data.holdout import DEFAULT_HOLDOUT
+
+        evaluation_set = holdout_set(holdout or DEFAULT_HOLDOUT)
+    floors = evaluation_set.description.get("gate_floors") or {}
+    thresholds = GateThresholds(
+        intent_drop_points=intent_drop,
+        slot_f1_floor=slot_f1_floor if slot_f1_floor is not None else floors.get("slot_f1", 88.0),
+        frustration_recall_floor=frustration_recall_floor,
+        latency_p95_budget_ms=latency_budget_ms,
+        ece_budget=ece_budget if ece_budget is not None else floors.get("ece", 0.05),
+        assistant_intent_drop_points=assistant_intent_drop,
+        span_f1_drop_points=span_f1_drop,
+        golden_regressions=golden_regressions,
+        slot_f1_drop_points=slot_f1_drop,
+    )
+    packages = [challenger, *([champion] if champion else [])]
+    evidence = gather_evidence(packages, evaluation_set, backend, serving_batch)
+    decision = decide(evidence[0], evidence[1] if champion else None, thresholds)
+    report = build_report(
+        decision,
+        package_identity(challenger_package),
+        package_identity(champion_package) if champion_package else None,
+        evaluation_set.description,
+        evidence,
+        thresholds,
+        backend=backend,
+    )
+    described = evaluation_set.description
+    echo(f"evaluated on {described['kind']} {described['name']} (n={described['n']}, "
+         f"sha256 {described['sha256'][:12]})")
+    echo(decision.to_table())
+    echo("")
+    echo(evidence_table(evidence, ["challenger", "champion"][: len(evidence)]))
+    write_report(challenger_package.path / GATE_REPORT, report)
+    if json_out:
+        write_report(json_out, report)
+    return decision
+
+
 @app.command()
 def gate(
     challenger: PackageArg,
     champion: Annotated[Path | None, typer.Option(help="package in service (omit for the first model)")] = None,
-    corpus: Annotated[str | None, typer.Option(help="evaluation corpus (default: the challenger's)")] = None,
-    size: Annotated[int | None, typer.Option(help="retail examples (default: the challenger's)")] = None,
-    seed: Annotated[int | None, typer.Option(help="data seed (default: the challenger's)")] = None,
+    holdout: Annotated[
+        str | None,
+        typer.Option(help="fixed holdout version (default production-v1 for retail packages; see data/holdout/)"),
+    ] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="judge on this corpus's test split instead of the holdout (today's behaviour)")
+    ] = None,
+    size: Annotated[int | None, typer.Option(help="retail examples with --corpus (default: the challenger's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="data seed with --corpus (default: the challenger's)")] = None,
     backend: BackendOpt = "onnx-int8",
     serving_batch: Annotated[int, typer.Option(help="batch size for the latency criterion")] = 64,
     latency_budget_ms: Annotated[float, typer.Option(help="p95 latency budget at the serving batch")] = 250.0,
-    slot_f1_floor: Annotated[float, typer.Option(help="slot F1 floor in points")] = 88.0,
+    slot_f1_floor: Annotated[float | None, typer.Option(
+        help="slot F1 floor in points (default: the holdout's gate_floors, else 88 on a corpus)")] = None,
     frustration_recall_floor: Annotated[float, typer.Option(help="frustration recall floor in points")] = 60.0,
-    ece_budget: Annotated[float, typer.Option(help="maximum ECE of the challenger")] = 0.05,
-    json_out: Annotated[Path | None, typer.Option(help="also write the decision as JSON here")] = None,
+    ece_budget: Annotated[float | None, typer.Option(
+        help="maximum ECE of the challenger (default: the holdout's gate_floors, else 0.05 on a corpus)")] = None,
+    intent_drop: Annotated[float, typer.Option(help="max drop of overall intent accuracy vs champion (points)")] = 0.3,
+    assistant_intent_drop: Annotated[
+        float, typer.Option(help="max drop of each assistant's intent accuracy vs champion (points)")
+    ] = 0.3,
+    span_f1_drop: Annotated[
+        float, typer.Option(help="max drop of person and date_time span F1 vs champion (points)")
+    ] = 1.0,
+    slot_f1_drop: Annotated[float, typer.Option(help="max drop of slot F1 vs champion (points)")] = 0.5,
+    golden_regressions: Annotated[int, typer.Option(
+        min=0, help="golden cases the challenger may fail beyond the champion's failures")] = 0,
+    json_out: Annotated[Path | None, typer.Option(help="also write the gate report here")] = None,
 ) -> None:
-    """Compare challenger with champion on the same data; exit 0 = promote, 1 = do not."""
-    from model_runtime.evaluation import gather_evidence
-    from model_runtime.gate import GateThresholds, decide
+    """Compare challenger with champion on the same data; exit 0 = promote, 1 = do not.
 
-    examples_args = _corpus_args(challenger, corpus, size, seed)
-    thresholds = GateThresholds(
-        slot_f1_floor=slot_f1_floor,
-        frustration_recall_floor=frustration_recall_floor,
-        latency_p95_budget_ms=latency_budget_ms,
-        ece_budget=ece_budget,
+    Always writes the report to CHALLENGER/gate-report.json as well: `nlumon model promote` needs it.
+    """
+    if holdout and (corpus or size is not None or seed is not None):
+        typer.echo("error: --holdout and --corpus/--size/--seed exclude each other", err=True)
+        raise typer.Exit(2)
+    decision = run_gate(
+        challenger, champion, holdout=holdout, corpus=corpus, size=size, seed=seed, backend=backend,
+        serving_batch=serving_batch, latency_budget_ms=latency_budget_ms, slot_f1_floor=slot_f1_floor,
+        frustration_recall_floor=frustration_recall_floor, ece_budget=ece_budget, intent_drop=intent_drop,
+        assistant_intent_drop=assistant_intent_drop, span_f1_drop=span_f1_drop,
+        slot_f1_drop=slot_f1_drop, golden_regressions=golden_regressions, json_out=json_out, echo=typer.echo,
     )
-    evidence = gather_evidence([challenger, *([champion] if champion else [])], examples_args, backend, serving_batch)
-    decision = decide(evidence[0], evidence[1] if champion else None, thresholds)
-    typer.echo(decision.to_table())
-    if json_out:
-        json_out.write_text(json.dumps(decision.to_dict(), indent=2))
     raise typer.Exit(0 if decision.promote else 1)
 
 
@@ -213,9 +347,27 @@ def gate(
 def promote(
     package: PackageArg,
     registry: Annotated[Path, typer.Option(help="registry folder; its `current` link is what workers load")],
+    force: Annotated[bool, typer.Option(help="promote without a passed gate report (needs --reason)")] = False,
+    reason: Annotated[str | None, typer.Option(help="why --force; recorded in promotions.jsonl")] = None,
 ) -> None:
-    """Copy (hard-link) a verified package into the registry and point `current` at it atomically."""
-    from model_runtime.registry import promote as promote_package
+    """Place a verified package in the registry and point `current` at it atomically, behind the gate.
 
-    promoted = promote_package(package, registry)
+    Refused (exit 1) unless PACKAGE/gate-report.json is a passed gate of this package against the registry's
+    current package (none for an empty registry). --force --reason overrides; the override is logged and
+    recorded in REGISTRY/promotions.jsonl with the user.
+    """
+    from model_runtime.registry import PromotionRefusedError, promote_gated
+
+    if force and not (reason and reason.strip()):
+        typer.echo("error: --force needs --reason '...' (recorded in promotions.jsonl)", err=True)
+        raise typer.Exit(2)
+    if reason and not force:
+        typer.echo("error: --reason goes with --force", err=True)
+        raise typer.Exit(2)
+    _setup_logging(verbose=False)  # the WARNING of a forced promotion reaches stderr
+    try:
+        promoted = promote_gated(package, registry, force_reason=reason if force else None)
+    except PromotionRefusedError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"{registry / 'current'} -> {promoted.version}")

@@ -1,13 +1,16 @@
 """Evaluate a loaded runtime: quality on labelled examples, the golden set, latency. No torch.
 
 Every figure of a package (its manifest metrics, the gate's inputs) comes from the runtime that
-serves it, not from the torch model it was exported from.
+serves it, not from the torch model it was exported from. The gate evaluates on an
+:class:`EvaluationSet`: by default a fixed production holdout (:func:`holdout_set`), else a corpus's
+test split (:func:`corpus_set`); either way the set is named with a checksum in the gate report.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -73,22 +76,60 @@ def measure_latency(
     }
 
 
+@dataclass(frozen=True)
+class EvaluationSet:
+    """Labelled examples the gate judges on, with what identifies them in a report (kind, name, sha256, n)."""
+
+    examples: tuple[Example, ...]
+    description: Mapping[str, Any]
+    golden: bool = True  # also run the retail golden set
+
+
+def holdout_set(version: str) -> EvaluationSet:
+    """A fixed production holdout, checksum verified (:func:`model_runtime.data.holdout.read_holdout`)."""
+    from model_runtime.data.holdout import read_holdout
+
+    holdout = read_holdout(version)
+    return EvaluationSet(holdout.examples, holdout.describe(), golden=True)
+
+
+def corpus_set(corpus: str, size: int, seed: int) -> EvaluationSet:
+    """A corpus's test split (retail is regenerated from size and seed), fingerprinted like training data."""
+    from model_runtime.pipeline import data_fingerprint, load_corpus
+
+    _, _, test = load_corpus(corpus, size, seed)
+    per_assistant: dict[str, int] = {}
+    for example in test:
+        per_assistant[example.assistant] = per_assistant.get(example.assistant, 0) + 1
+    description = {
+        "kind": "corpus",
+        "name": f"{corpus}:test",
+        "size": size,
+        "seed": seed,
+        "sha256": data_fingerprint(test),
+        "n": len(test),
+        "per_assistant": dict(sorted(per_assistant.items())),
+    }
+    return EvaluationSet(tuple(test), description, golden=corpus == "retail")
+
+
 def gather_evidence(
-    package_dirs: Sequence, corpus_args: tuple[str, int, int], backend: str, serving_batch: int
+    package_dirs: Sequence, evaluation_set: EvaluationSet | tuple[str, int, int], backend: str, serving_batch: int
 ) -> list:
-    """Gate evidence for each package on the same test split: quality, golden set (retail), p95 latency."""
+    """Gate evidence for each package on the same examples: quality (overall, per assistant, per slot type),
+    golden set (retail), p95 latency. A ``(corpus, size, seed)`` tuple means that corpus's test split."""
     from model_runtime.gate import evidence_from_eval
-    from model_runtime.pipeline import load_corpus
     from model_runtime.runtime import load_runtime
 
-    corpus, size, seed = corpus_args
-    _, _, test = load_corpus(corpus, size, seed)
+    if isinstance(evaluation_set, tuple):
+        evaluation_set = corpus_set(*evaluation_set)
+    examples = list(evaluation_set.examples)
     evidence = []
     for package_dir in package_dirs:
         runtime = load_runtime(package_dir, backend)
-        _, evaluation = evaluate_runtime(runtime, test)
-        golden = golden_check(runtime).to_dict() if corpus == "retail" else None
-        latency = measure_latency(runtime, [e.text for e in test], serving_batch)
+        _, evaluation = evaluate_runtime(runtime, examples)
+        golden = golden_check(runtime).to_dict() if evaluation_set.golden else None
+        latency = measure_latency(runtime, [e.text for e in examples], serving_batch)
         evidence.append(evidence_from_eval(evaluation, golden, latency))
         runtime.close()
     return evidence

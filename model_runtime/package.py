@@ -148,6 +148,9 @@ class ModelPackage:
         return ReferenceStats.load(self.path / REFERENCE, self.manifest.get("reference", {}))
 
 
+GATE_REPORT = "gate-report.json"  # model_runtime.gate writes it; named here to keep package.py import-free
+
+
 def write_manifest(package_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Hash every file under ``package_dir`` (but the manifest) into ``manifest['files']``, then the manifest
     itself into ``manifest['manifest_sha256']``, and write it. ``manifest['version']`` must be valid."""
@@ -155,7 +158,8 @@ def write_manifest(package_dir: Path, manifest: dict[str, Any]) -> dict[str, Any
     check_version(manifest.get("version"), package_dir / MANIFEST)
     files = {}
     for path in sorted(package_dir.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
+        # the gate's report is written next to the package after it is sealed, about it: not part of it
+        if path.is_file() and path.name not in (MANIFEST, GATE_REPORT):
             files[path.relative_to(package_dir).as_posix()] = sha256_file(path)
     missing = [name for name in REQUIRED if name not in files]
     if missing:

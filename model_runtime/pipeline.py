@@ -1,6 +1,14 @@
 """One train run → a ready model package: data, training, ONNX export + int8, evaluation, reference stats.
 
 ``nlumon model train --quick --out models/quick`` calls :func:`train_to_package`.
+
+Retraining with labelled examples from the annotation loop (``--extra FILE``, :mod:`model_runtime.data.extra`)
+adds them to the base corpus's train split only: dev (model selection, calibration) and test stay the base
+corpus's, so a package trained with extras is measured on the same yardstick as one without. Each extra
+example's ``weight`` multiplies its loss weight; with extras, domain balance between the assistants is on
+unless ``domain_balance=False`` is asked for, because the loop's auto-labelled store-associate logs would
+otherwise tilt the model toward the associate assistant. Extras whose text is in a gate holdout are dropped
+(a WARNING and a count in the manifest): training on the yardstick would make the gate meaningless.
 """
 
 from __future__ import annotations
@@ -51,15 +59,25 @@ class TrainRequest:
     batch_size: int = 32
     learning_rate: float = 5e-5
     loss_weighting: str = "static"
-    domain_balance: bool = False
+    domain_balance: bool | None = None  # None: on when extra files are given, else off
     threads: int = 0
+    extra: tuple[str, ...] = ()  # JSONL files of extra labelled examples (train split only)
 
 
 QUICK = {"size": 3750, "epochs": 2.0, "max_length": 32, "learning_rate": 1e-4, "batch_size": 16}  # 3000 train
 
 
 def resolve_request(request: TrainRequest) -> TrainRequest:
-    return replace(request, **QUICK) if request.quick else request
+    """The quick profile applied, and ``domain_balance`` decided (default: on exactly when extras are given).
+
+    >>> with_extra = TrainRequest(extra=("labels.jsonl",))
+    >>> resolve_request(with_extra).domain_balance, resolve_request(TrainRequest()).domain_balance
+    (True, False)
+    """
+    if request.quick:
+        request = replace(request, **QUICK)
+    balance = bool(request.extra) if request.domain_balance is None else request.domain_balance
+    return replace(request, domain_balance=balance, extra=tuple(str(path) for path in request.extra))
 
 
 def load_corpus(corpus: str, size: int, seed: int) -> tuple[list[Example], list[Example], list[Example]]:
@@ -98,19 +116,68 @@ def default_model_config(request: TrainRequest) -> ModelConfig:
         max_length=request.max_length,
         heads=heads,
         loss_weighting=request.loss_weighting,  # type: ignore[arg-type]
-        domain_balance=request.domain_balance,
+        domain_balance=bool(request.domain_balance),
     )
 
 
-def data_fingerprint(*splits: Sequence[Example]) -> str:
-    """SHA-256 over every example of the splits, in order (same data ⇔ same fingerprint)."""
+def data_fingerprint(*splits: Sequence[Example], weights: Sequence[float] | None = None) -> str:
+    """SHA-256 over every example of the splits, in order, and the train weights when not all 1 (same data ⇔ same
+    fingerprint)."""
     digest = hashlib.sha256()
     for examples in splits:
         for e in examples:
             row = [e.tokens, e.tags, e.intent, e.assistant, sorted(e.heads.items())]
             digest.update(json.dumps(row, ensure_ascii=False).encode())
         digest.update(b"\x00split\x00")
+    if weights is not None:
+        digest.update(json.dumps([float(w) for w in weights]).encode())
     return digest.hexdigest()
+
+
+def merge_extra(
+    corpus: str, train_set: Sequence[Example], paths: Sequence[str]
+) -> tuple[list[Example], list[float] | None, dict[str, Any]]:
+    """The train split with the extra files' examples appended, their loss weights (base examples 1.0), and the
+    manifest section: per file its SHA-256, counts per source and assistant, weights, rows dropped as holdout
+    overlap. No files: the train split unchanged, no weights, an empty section."""
+    from model_runtime.data.extra import ExtraExamplesError, Vocabulary, load_extra, summarize
+    from model_runtime.data.integrity import sha256_of
+
+    if not paths:
+        return list(train_set), None, {}
+    vocabulary = Vocabulary.retail() if corpus == "retail" else Vocabulary.from_examples(train_set)
+    holdout_texts = _holdout_texts() if corpus == "retail" else set()
+    merged, weights = list(train_set), [1.0] * len(train_set)
+    files, used_rows = [], []
+    for path in paths:
+        rows = load_extra(path, vocabulary)
+        if not rows:
+            raise ExtraExamplesError(f"{path}: no examples (an empty --extra file is most likely a mistake)")
+        kept = [row for row in rows if row.example.text not in holdout_texts]
+        if len(kept) < len(rows):
+            log.warning(
+                "%s: dropped %d example(s) whose text is in a gate holdout (training on the yardstick would make "
+                "the gate meaningless)", path, len(rows) - len(kept),
+            )
+        merged += [row.example for row in kept]
+        weights += [row.weight for row in kept]
+        used_rows += kept
+        files.append({
+            "path": str(path),
+            "sha256": sha256_of(Path(path)),
+            "rows": len(rows),
+            "dropped_holdout_overlap": len(rows) - len(kept),
+            **summarize(kept),
+        })
+    log.info("train split: %d base + %d extra examples from %d file(s)", len(train_set), len(used_rows), len(paths))
+    section = {"files": files, "n_base": len(train_set), "total": summarize(used_rows)}
+    return merged, weights, section
+
+
+def _holdout_texts() -> set[str]:
+    from model_runtime.data.holdout import holdout_versions, load_holdout
+
+    return {e.text for version in holdout_versions() for e in load_holdout(version)}
 
 
 def library_versions() -> dict[str, str]:
@@ -136,9 +203,13 @@ def train_to_package(
     from model_runtime.train import train
 
     started = time.perf_counter()
+    balance_decided = request.domain_balance is not None or bool(request.extra)  # else a config file's value stands
     request = resolve_request(request)
     train_set, dev_set, test_set = load_corpus(request.corpus, request.size, request.seed)
+    train_set, weights, extra_section = merge_extra(request.corpus, train_set, request.extra)  # fails before training
     model_config = model_config or default_model_config(request)
+    if balance_decided:
+        model_config = replace(model_config, domain_balance=bool(request.domain_balance))
     train_config = train_config or TrainConfig(
         epochs=request.epochs,
         batch_size=request.batch_size,
@@ -149,7 +220,10 @@ def train_to_package(
     )
     out_dir = Path(out_dir)
     work_dir = out_dir.parent / f".{out_dir.name}.work"
-    result = train(train_set, dev_set, model_config, train_config, work_dir, resume=resume, progress=progress)
+    result = train(
+        train_set, dev_set, model_config, train_config, work_dir,
+        resume=resume, progress=progress, example_weights=weights,
+    )
     info = {
         "corpus": request.corpus,
         "request": asdict(request),
@@ -160,8 +234,11 @@ def train_to_package(
         "n_train": len(train_set),
         "n_dev": len(dev_set),
         "n_test": len(test_set),
-        "fingerprint": data_fingerprint(train_set, dev_set),
+        "fingerprint": data_fingerprint(train_set, dev_set, weights=weights),
+        "domain_balance": model_config.domain_balance,
     }
+    if extra_section:
+        info["extra"] = extra_section
     package = build_package(result, out_dir, train_set, dev_set, test_set, info)
     log.info("package %s ready in %.0f s", package.version, time.perf_counter() - started)
     return package
@@ -205,7 +282,11 @@ def build_package(
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
         "training_data": {k: info[k] for k in ("corpus", "fingerprint", "n_train", "n_dev", "n_test")},
-        "training": {k: info[k] for k in ("request", "train_config", "train_seconds", "device", "history")},
+        "training": {
+            k: info[k]
+            for k in ("request", "train_config", "train_seconds", "device", "history", "domain_balance", "extra")
+            if k in info
+        },
         "libraries": library_versions(),
         "calibration": result.calibration or {"temperature": result.temperature},
         "export": export_section,

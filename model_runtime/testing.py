@@ -46,15 +46,17 @@ def tiny_encoder(folder: Path, seed: int = 0) -> Path:
 
 
 def tiny_package(
-    out_dir: Path, *, size: int = 300, epochs: float = 1.0, seed: int = 0, encoder_dir: Path | None = None
+    out_dir: Path, *, size: int = 300, epochs: float = 1.0, seed: int = 0, encoder_dir: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Path:
-    """Train the tiny encoder briefly on generated retail data and write a complete package."""
+    """Train the tiny encoder briefly on generated retail data (plus ``extra`` example files) into a package."""
     from model_runtime.config import TrainConfig
     from model_runtime.pipeline import TrainRequest, default_model_config, train_to_package
 
     out_dir = Path(out_dir)
     encoder = tiny_encoder(encoder_dir or out_dir.parent / f".{out_dir.name}.encoder", seed)
-    request = TrainRequest(corpus="retail", size=size, epochs=epochs, seed=seed, device="cpu", max_length=32)
+    request = TrainRequest(corpus="retail", size=size, epochs=epochs, seed=seed, device="cpu", max_length=32,
+                           extra=tuple(str(path) for path in extra))
     model_config = replace(default_model_config(request), encoder=str(encoder))
     train_config = TrainConfig(
         epochs=epochs,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model_runtime.batching import collate, domain_weights, length_sorted_batches
+from model_runtime.batching import collate, length_sorted_batches, loss_weights
 from model_runtime.calibration import fit_temperature
 from model_runtime.config import ModelConfig, TrainConfig
 from model_runtime.data.example import Example
@@ -164,8 +164,13 @@ def train(
     resume: bool = False,
     encoder_path: Path | None = None,
     progress: bool = True,
+    example_weights: Sequence[float] | None = None,
 ) -> TrainResult:
-    """Fine-tune the joint model; keeps the best dev epoch (sentence accuracy) and calibrates it."""
+    """Fine-tune the joint model; keeps the best dev epoch (sentence accuracy) and calibrates it.
+
+    ``example_weights`` (one per train example, > 0; e.g. extra examples' weights) multiply each example's loss
+    weight, on top of the domain balance when ``model_config.domain_balance`` is set.
+    """
     started = time.perf_counter()
     cfg = train_config
     seed_everything(cfg.seed)
@@ -178,7 +183,7 @@ def train(
     model = JointModel(config, load_encoder(encoder_path)).to(device)
     loss_fn = MultiTaskLoss(config).to(device)
     lengths = [tokenizer.piece_length(e.tokens) for e in train_examples]
-    weights = domain_weights(train_examples) if config.domain_balance else np.ones(len(train_examples))
+    weights = loss_weights(train_examples, example_weights, config.domain_balance)
     steps_per_epoch = math.ceil(len(train_examples) / cfg.batch_size)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer, scheduler = _optimizer(model, loss_fn, cfg, total_steps)

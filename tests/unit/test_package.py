@@ -175,5 +175,9 @@ def test_cli_trains_a_package_then_evaluates_and_promotes_it(tmp_path):
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads((tmp_path / "e.json").read_text())["n"] == package.manifest["training_data"]["n_test"]
-    promoted = runner.invoke(app, ["promote", str(out), "--registry", str(tmp_path / "models")])
+    ungated = runner.invoke(app, ["promote", str(out), "--registry", str(tmp_path / "models")])
+    assert ungated.exit_code == 1 and current_version(tmp_path / "models") is None  # no gate report: refused
+    promoted = runner.invoke(
+        app, ["promote", str(out), "--registry", str(tmp_path / "models"), "--force", "--reason", "tiny test model"]
+    )
     assert promoted.exit_code == 0 and current_version(tmp_path / "models") == package.version
