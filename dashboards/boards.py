@@ -148,6 +148,21 @@ FROM ood_clusters FINAL WHERE {windows}
 GROUP BY cluster_id ORDER BY max_size DESC LIMIT 20""",
                     ("cluster_id", "seen_in", "max_size", "last_growth", "since", "latest_examples")),
               "groups of OOD / low-confidence utterances that grow, with examples"),
+        Panel("Unseen slot values", "timeseries",
+              time_series("slot_value_windows", {"unseen_share": "max(unseen_rate)",
+                                                 "training_share": "max(reference_rate)"},
+                          f"{monitor_filter(whole_when_all=True)} AND status = 'scored' AND slot_type != ''"
+                          " AND isFinite(unseen_rate)", label=("slot_type", "slot_type"), time_expr="window_start"),
+              "share of each slot type's values never seen in training, next to the same share on the package's "
+              "dev split (placeholders of scrubbed personal data are left out)", unit="percentunit"),
+        Panel("New slot values (in 3+ sessions)", "table",
+              table(f"""SELECT slot_type, value, count() AS windows, min(window_start) AS first_window,
+ max(window_start) AS last_window
+FROM slot_value_windows FINAL ARRAY JOIN new_values AS value
+WHERE {monitor_filter(whole_when_all=True)} AND status = 'scored' AND value NOT LIKE '<%>'
+GROUP BY slot_type, value ORDER BY windows DESC LIMIT 50""",
+                    ("slot_type", "value", "windows", "first_window", "last_window")),
+              "candidates for the name dictionary (nlumon labeling names list / accept / reject)"),
         Panel("Evidently reports per window", "table",
               table(f"""SELECT window_start, assistant, rows, drifted,
  arrayStringConcat(drifted_features, ', ') AS drifted_features, report_path

@@ -24,7 +24,7 @@ from dashboards.sql import bucket, in_variable
 
 # Tables whose rows may be written twice (ReplacingMergeTree): read with FINAL so nothing is counted twice.
 REPLACING = {"predictions", "utterance_log", "dead_letters", "model_versions", "monitor_windows", "drift_results",
-             "ood_clusters", "alert_events", "alert_deliveries", "labeling_queue"}
+             "ood_clusters", "alert_events", "alert_deliveries", "labeling_queue", "slot_value_windows"}
 
 # What the monitor calls the whole traffic of a window (the schema says 'all', the detector suite 'overall').
 WHOLE_TRAFFIC = ("all", "overall")

@@ -2,7 +2,8 @@
 
 The monitor job (``monitor/job.py``) did not exist when the dashboards were written, so the
 dashboard tests fill ``monitor_windows``, ``drift_results``, ``ood_clusters``, ``alert_events``,
-``alert_deliveries`` and ``labeling_queue`` with values computed from the real predictions of a replay:
+``alert_deliveries``, ``labeling_queue`` and ``slot_value_windows`` with values computed from the real predictions
+of a replay (slot values "unseen" when the group's first window did not have them):
 per-window means, a two-sample KS statistic against the first window with its 5 % critical value, a
 linear-kernel MMD on the embedding sketch, OOD utterances grouped by predicted intent, and the
 labeling reasons of :mod:`labeling.flags` in simplified form. Not a detector: just realistic rows.
@@ -28,7 +29,7 @@ from nlumon.schema import TABLES
 
 NUMERIC = ("confidence", "margin", "entropy", "energy", "token_count", "unk_rate")
 MONITOR_TABLES = ("monitor_windows", "drift_results", "ood_clusters", "alert_events", "alert_deliveries",
-                  "labeling_queue")
+                  "labeling_queue", "slot_value_windows")
 REASON_WEIGHTS = {"ood": 3.0, "low_confidence": 2.0, "small_margin": 1.0}
 PREDICTION_FIELDS = ("id", "ts", "assistant", "model_version", "text_scrubbed", "text_hash", "intent", "confidence",
                      "margin", "entropy", "energy", "token_count", "unk_rate", "is_ood", "slot_types", "slot_values",
@@ -98,6 +99,7 @@ def monitor_rows(predictions: list[dict], window_s: int = 60, *, version: int = 
         windows[_window_of(row["ts"], window_s)].append(row)
     tables: dict[str, list[dict]] = {name: [] for name in MONITOR_TABLES}
     reference: dict[str, list[dict]] = {}
+    seen_values: dict[str, set[tuple[str, str]]] = {}
     cluster_sizes: dict[str, int] = {}
     first_seen: dict[str, datetime] = {}
     for start in sorted(windows):
@@ -112,11 +114,39 @@ def monitor_rows(predictions: list[dict], window_s: int = 60, *, version: int = 
             drift = _drift_rows(start, end, assistant, rows, reference[assistant], version)
             tables["drift_results"] += drift
             tables["monitor_windows"].append(_window_row(start, end, assistant, rows, drift, version))
+            tables["slot_value_windows"] += _slot_value_rows(start, end, assistant, rows, seen_values, version)
         clusters = _cluster_rows(start, windows[start], cluster_sizes, first_seen, version)
         tables["ood_clusters"] += clusters
         _alert_rows(tables, start, end, tables["monitor_windows"][-1] if tables["monitor_windows"] else None, version)
         tables["labeling_queue"] += [_queue_row(r, start, version) for r in windows[start] if _reasons(r)]
     return tables
+
+
+def _slot_value_rows(start: datetime, end: datetime, assistant: str, rows: list[dict],
+                     seen: dict[str, set[tuple[str, str]]], version: int) -> list[dict]:
+    """Per slot type: values, unseen (not in the group's first window), placeholders, and the unseen values
+    of at least 2 rows as the window's new values."""
+    values: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        for kind, value in zip(row["slot_types"], row["slot_values"], strict=False):
+            values[kind].append(value.casefold())
+    first = assistant not in seen
+    known = seen.setdefault(assistant, {(k, v) for k, vs in values.items() for v in vs})
+    out = []
+    for kind, found in sorted(values.items()):
+        scrubbed = sum(v.startswith("<") and v.endswith(">") for v in found)
+        unseen = [v for v in found if (kind, v) not in known and not (v.startswith("<") and v.endswith(">"))]
+        counts: dict[str, int] = defaultdict(int)
+        for value in unseen:
+            counts[value] += 1
+        judged = len(found) - scrubbed
+        out.append({"window_start": start, "window_end": end, "model_version": rows[0]["model_version"],
+                    "assistant": assistant, "slot_type": kind, "values": len(found), "unseen": len(unseen),
+                    "unseen_rate": len(unseen) / judged if judged else float("nan"),
+                    "reference_rate": 0.0 if first else 0.05, "scrubbed": scrubbed,
+                    "new_values": sorted(v for v, n in counts.items() if n >= 2)[:50], "status": "scored",
+                    "reason": "", "scored_at": end, "row_version": version})
+    return out
 
 
 def _window_row(start: datetime, end: datetime, assistant: str, rows: list[dict], drift: list[dict],

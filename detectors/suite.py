@@ -6,6 +6,12 @@ returns one frozen :class:`WindowReport` (drift results, OOD rate, accuracy esti
 emerging clusters) that serialises with ``to_dict()``. Evidently is not on this path (see
 :mod:`detectors.report`); the 384-d embeddings are not either (the 32-d sketch is).
 
+Slot detectors, when the rows carry the columns (ClickHouse rows do; package rows do for packages that keep
+per-row slots, see ``model_runtime.reference``): chi² on the slot-type mix (``slot_types``) and KS on
+``slot_confidence``, the mean confidence of a row's slots derived from ``slot_confidences`` (rows without
+slots are dropped, like text-channel rows for ``asr_confidence``). A group whose reference has fewer than two
+windows' worth of rows with slots gets no slot-confidence detector.
+
 ``package_stats`` (from the model package, optional) may hold ``ood_threshold`` (on ``ood_score``) and
 ``accuracy`` (the reference accuracy measured with labels); without them the OOD threshold is inferred from
 the reference ``ood_score`` at ``ood_fpr`` and the accuracy comes from a boolean ``correct`` column.
@@ -30,6 +36,7 @@ from detectors.performance import AccuracyEstimate, ATCEstimator, OODAwareATCEst
 OVERALL = "overall"
 ASSISTANTS = ("shopper", "associate")  # the retail corpus's assistants; groups come from the data (assistants_in)
 OPTIONAL_NUMERIC = ("asr_confidence",)  # NaN for text-channel rows: dropped, not an error
+SLOT_CONFIDENCE = "slot_confidence"  # derived from the slot_confidences lists: one value per row with slots
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ def _detectors_for(frame: pd.DataFrame, ood_threshold: float, max_sample: int, s
         KSDriftDetector(name) for name in (*NUMERIC_FEATURES, *OPTIONAL_NUMERIC) if name in frame.columns
     ]
     detectors += [CategoricalDriftDetector(name, "chi2") for name in ("intent", "slot_types") if name in frame.columns]
+    if "slot_confidences" in frame.columns:
+        detectors.append(KSDriftDetector(SLOT_CONFIDENCE))
     if "embedding_sketch" in frame.columns:
         detectors.append(MMDDriftDetector("embedding_sketch", max_sample=max_sample, seed=seed))
     if "ood_score" in frame.columns:
@@ -79,7 +88,23 @@ def _column_input(frame: pd.DataFrame, detector: WindowDetector) -> Any:
     """The rows a detector reads; optional numeric columns drop their NaNs."""
     if detector.feature in OPTIONAL_NUMERIC:
         return frame[[detector.feature]].dropna()
+    if detector.feature == SLOT_CONFIDENCE:
+        return slot_confidence_frame(frame)
     return frame
+
+
+def slot_confidence_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One ``slot_confidence`` per row that has slots: the mean of its slot confidences (non-finite ones left out).
+
+    >>> slot_confidence_frame(pd.DataFrame({"slot_confidences": [[0.5, 0.9], [], [1.0]]}))["slot_confidence"].tolist()
+    [0.7, 1.0]
+    """
+    means = []
+    for row in frame["slot_confidences"]:
+        values = np.asarray(row if row is not None else [], dtype=float).reshape(-1)
+        values = values[np.isfinite(values)]
+        means.append(float(values.mean()) if len(values) else np.nan)
+    return pd.DataFrame({SLOT_CONFIDENCE: means}).dropna().reset_index(drop=True)
 
 
 class MonitorSuite:
@@ -134,9 +159,12 @@ class MonitorSuite:
             size = min(size, len(rows) // 2)
             detectors[group] = []
             for detector in _detectors_for(rows, ood_threshold, max_sample, seed):
+                data = _column_input(rows, detector)
+                if detector.feature == SLOT_CONFIDENCE and len(data) < 2 * min_window_rows:
+                    continue  # a group that rarely has slots: too few values to calibrate on
                 if progress:
                     progress(f"{group}/{detector.feature_name}")
-                detector.infer_threshold(_column_input(rows, detector), fpr, size, n_windows, seed)
+                detector.infer_threshold(data, fpr, min(size, len(data) // 2), n_windows, seed)
                 detectors[group].append(detector)
         estimators = _fit_estimators(reference, stats, ood_threshold)
         if low_confidence is None:

@@ -15,6 +15,8 @@ metric                     value                                                
 ``throughput_drop``        1 - rows / rows of the same window a week earlier               global
 ``ood_cluster_growth``     largest growth of an emerging OOD cluster, share of window rows  global
 ``consumer_lag``           messages the worker group is behind on ``utterances``           global
+``slot_unseen_rate.<t>``   share of slot type t's values never seen in training            per assistant*
+``slot_unseen_excess``     worst slot type's unseen rate minus the package's dev-split rate per assistant*
 =========================  ==============================================================  ===============
 
 (*) the whole traffic is sent with ``assistant=None``, so a per-assistant rule also watches it as ``rule|*``.
@@ -58,7 +60,7 @@ ALERT_DELIVERY_COLUMNS = (
 # What nlumon.pii.deidentify_row leaves as it is (identifiers, enums, rule and metric names, times, links the
 # monitor builds from its settings); everything else (example utterances, summaries, errors) is scrubbed.
 EVIDENCE_KEEP = ("window_start", "window_end", "model_version", "reference", "evidently_report", "dashboard",
-                 "method", "latency", "cluster_id")
+                 "method", "latency", "cluster_id", "slot_type")
 ALERT_EVENT_KEEP = ("event_id", "rule", "metric", "assistant", "severity", "state")
 ALERT_DELIVERY_KEEP = ("webhook_id", "receiver", "event_id", "state")
 
@@ -106,6 +108,10 @@ def metric_points(
         add(f"drift.{result.feature}", 1.0 if result.drifted else 0.0, None if group == "overall" else group,
             score=result.score, detector_threshold=result.threshold, method=result.method,
             p_value=result.details.get("p_value"))
+    from monitor.job import slot_value_metrics  # job.py is heavy; alerting is imported without it
+
+    for metric, value, assistant, evidence in slot_value_metrics(outcome):
+        add(metric, value, assistant, **evidence)
     add("dlq_rate", outcome.dlq_rate, None, dead_letters=outcome.facts.dead_letters)
     if outcome.facts.latency_p95_ms is not None:
         add("latency_p95_ms", outcome.facts.latency_p95_ms, None, latency=outcome.facts.latency_source)

@@ -7,10 +7,16 @@ rows replace the old ones (every result table is a ``ReplacingMergeTree``).
 
 One run (:meth:`MonitorJob.run_once`): find due windows → per window read a bounded, deterministic sample
 (as many rows as the thresholds were calibrated for) and whole-window figures → run the
-:class:`detectors.suite.MonitorSuite` → write ``drift_results`` and ``ood_clusters`` (and an Evidently HTML
-report for a drifted window) → hand the outcomes to the handlers (alerts, labeling queue) → write
-``monitor_windows``. That last write is the commit point: a run that cannot write it (ClickHouse gone)
-raises, stores nothing, and the next run finds the same windows due.
+:class:`detectors.suite.MonitorSuite` and the unseen-slot-value detector (:mod:`detectors.slot_values`, over
+the whole window's slot values, per assistant and overall) → write ``drift_results``, ``ood_clusters`` and
+``slot_value_windows`` (and an Evidently HTML report for a drifted window) → propose the new ``person`` and
+``brand`` values to the name dictionary (:mod:`labeling.names`, when one is configured) → hand the outcomes to
+the handlers (alerts, labeling queue) → write ``monitor_windows``. That last write is the commit point: a run
+that cannot write it (ClickHouse gone) raises, stores nothing, and the next run finds the same windows due.
+
+The unseen-value detector never stops a window: a package without a vocabulary gives it ``not_scored``, an
+error in it ``failed`` (logged, stored as the window's one ``slot_value_windows`` row with the reason), and the
+window scores as usual; a name dictionary that cannot be written is logged and skipped.
 
 No window stops the others. Each window ends in one ``monitor_windows`` status:
 
@@ -63,7 +69,17 @@ import pandas as pd
 from detectors.base import EmptyWindowError
 from detectors.performance import average_confidence
 from detectors.report import save_evidently_report
+from detectors.slot_values import (
+    DEFAULT_MIN_SESSIONS,
+    DEFAULT_MIN_VALUES,
+    SlotValueReport,
+    SlotValueVocabulary,
+    excess_points,
+    metric_name,
+    unseen_slot_values,
+)
 from detectors.suite import OVERALL, WindowReport, assistants_in
+from labeling.names import NameDictionary, default_names_path
 from monitor.metrics import MonitorMetrics, monitor_metrics
 from monitor.reference import Reference, ReferenceProvider, ReferenceUnavailableError
 from monitor.storage import (
@@ -73,6 +89,9 @@ from monitor.storage import (
     NOT_SCORED,
     OOD_CLUSTER_COLUMNS,
     SCORED,
+    SLOT_VALUE_COLUMNS,
+    SLOT_VALUE_ROWS,
+    SLOT_VALUE_WINDOW_COLUMNS,
     ObservedWindow,
     ScoredWindow,
     WindowFacts,
@@ -94,6 +113,10 @@ OutcomeHandler = Callable[[Sequence["WindowOutcome"]], None]
 RETRY_BASE_S = 60.0  # a window that was not scored is tried again after this, doubled per attempt ...
 RETRY_CAP_S = 3600.0  # ... up to this
 MAX_REASON_CHARS = 500
+PROPOSED_SLOT_TYPES = ("person", "brand")  # new values of these go to the name dictionary for review
+UNSEEN_RATE_METRIC = "slot_unseen_rate"  # + ".<slot type>": the raw rate, for dashboards and custom rules
+UNSEEN_EXCESS_METRIC = "slot_unseen_excess"  # rate minus the package's dev-split rate (alerts/default_rules.yaml)
+NO_VOCABULARY = "no_vocabulary: the model package keeps no slot-value vocabulary (built before it was kept)"
 
 
 class WindowNotScoredError(Exception):
@@ -133,6 +156,16 @@ class GroupSummary:
 
 
 @dataclass(frozen=True)
+class SlotValueOutcome:
+    """What the unseen-slot-value detector gave for one window: ``scored`` with its report, or ``not_scored`` /
+    ``failed`` with the reason (``code: details``)."""
+
+    status: str
+    reason: str = ""
+    report: SlotValueReport | None = None
+
+
+@dataclass(frozen=True)
 class WindowOutcome:
     """Everything the monitor found in one window, as stored and as handed to alerts and labeling."""
 
@@ -149,6 +182,7 @@ class WindowOutcome:
     rescored: bool = False
     report_path: str = ""
     growing_cluster_texts: frozenset[str] = field(default_factory=frozenset)
+    slot_values: SlotValueOutcome | None = None
 
     @property
     def drifted(self) -> bool:
@@ -238,7 +272,11 @@ class MonitorJob:
         report_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
         metrics: MonitorMetrics | None = None,
+        names: NameDictionary | str | Path | None = None,
+        slot_value_min_sessions: int = DEFAULT_MIN_SESSIONS,
     ) -> None:
+        """``names``: the name dictionary new ``person``/``brand`` values are proposed to (a path, or one loaded);
+        default ``labeling.names_path``, else ``<state dir>/names.json`` (``labeling.names.default_names_path``)."""
         monitor = settings.monitor
         self.window_s, self.grace_s = monitor.window_s, monitor.grace_s
         self.client_factory = clickhouse_client_factory
@@ -254,6 +292,10 @@ class MonitorJob:
         self.database = settings.clickhouse.database
         self.last_run = RunReport()  # what the latest run_once attempted (the CLI prints it)
         self._columns_checked = False
+        if names is None:
+            names = default_names_path(settings)
+        self.names = names if isinstance(names, NameDictionary) or names is None else NameDictionary(names)
+        self.slot_value_min_sessions = slot_value_min_sessions
 
     def run_once(self, now: datetime | None = None, since: datetime | None = None) -> list[WindowOutcome]:
         """Score every due window that starts in [since, now) (``since`` defaults to ``now - lookback_s``).
@@ -377,12 +419,50 @@ class MonitorJob:
                                        f"..{window.end:%H:%M:%S} (counted {window.rows})")
         facts = window_facts(client, window.start, window.end)
         outcome = build_outcome(window, frame, facts, reference.suite, reference.kind, scored_at, rescored=rescored)
+        vocabulary = getattr(reference, "vocabulary", None)  # None: a package built before it was kept
+        outcome = _replace(outcome, slot_values=self._slot_values(client, window, vocabulary))
         if outcome.drifted:
             outcome = self._with_report(outcome, reference, frame)
         row_version = time.time_ns() // 1000
         insert_rows(client, "drift_results", DRIFT_RESULT_COLUMNS, drift_result_rows(outcome, row_version))
         insert_rows(client, "ood_clusters", OOD_CLUSTER_COLUMNS, ood_cluster_rows(outcome, row_version))
+        insert_rows(client, "slot_value_windows", SLOT_VALUE_WINDOW_COLUMNS, slot_value_rows(outcome, row_version))
+        self._propose_names(outcome)
         return outcome
+
+    def _slot_values(self, client: Any, window: ObservedWindow,
+                     vocabulary: SlotValueVocabulary | None) -> SlotValueOutcome:
+        """Run the unseen-slot-value detector over the window's slot values; never raises."""
+        if vocabulary is None:
+            return SlotValueOutcome(NOT_SCORED, NO_VOCABULARY)
+        try:
+            rows = read_predictions(client, window.start, window.end, SLOT_VALUE_ROWS, SLOT_VALUE_COLUMNS)
+            return score_slot_values(rows, vocabulary, min_sessions=self.slot_value_min_sessions)
+        except Exception as error:  # one detector: the window still scores
+            log.exception("unseen-slot-value detector failed for window %s (model %s); the window scores without it",
+                          window.start, window.model_version)
+            return SlotValueOutcome(FAILED, _reason(f"slot_values: {type(error).__name__}: {error}"))
+
+    def _propose_names(self, outcome: WindowOutcome) -> None:
+        """Propose the window's new ``person``/``brand`` values (whole traffic) to the name dictionary."""
+        report = outcome.slot_values.report if outcome.slot_values is not None else None
+        if self.names is None or report is None:
+            return
+        for slot_type in PROPOSED_SLOT_TYPES:
+            stats = report.get(OVERALL, slot_type)
+            if stats is None or not stats.new_values:
+                continue
+            try:  # window time, not wall time: scoring a window again proposes nothing new
+                result = self.names.propose(stats.new_values, slot_type, stats.sessions,
+                                            seen_at=outcome.window_start.replace(tzinfo=UTC), proposed_by="monitor")
+            except Exception as error:  # the dictionary is for people; its failure must not lose the window
+                log.error("name dictionary %s: proposing %d %s value(s) of window %s failed: %s: %s",
+                          self.names.path, len(stats.new_values), slot_type, outcome.window_start,
+                          type(error).__name__, error)
+                continue
+            if result.added:
+                log.info("name dictionary: %d new %s value(s) proposed from window %s (version %d)",
+                         len(result.added), slot_type, outcome.window_start, result.version)
 
     def _with_report(self, outcome: WindowOutcome, reference: Reference, frame: pd.DataFrame) -> WindowOutcome:
         path = self.report_dir / f"window-{outcome.window_start:%Y%m%dT%H%M%S}-{self.window_s}s.html"
@@ -407,6 +487,48 @@ def build_outcome(
         groups=summarise_groups(frame, report, suite, facts), ood_threshold=suite.ood_threshold,
         scored_at=scored_at, rescored=rescored, growing_cluster_texts=growing_cluster_texts(report),
     )
+
+
+def score_slot_values(rows: pd.DataFrame, vocabulary: SlotValueVocabulary | None, *,
+                      min_sessions: int = DEFAULT_MIN_SESSIONS) -> SlotValueOutcome:
+    """The unseen-slot-value detector over one window's rows (no I/O): ``not_scored`` without a vocabulary or
+    without rows; raises what the detector raises (the job turns it into ``failed``)."""
+    if vocabulary is None:
+        return SlotValueOutcome(NOT_SCORED, NO_VOCABULARY)
+    if rows.empty:
+        return SlotValueOutcome(NOT_SCORED, "empty_window: no rows to read")
+    return SlotValueOutcome(SCORED, "", unseen_slot_values(rows, vocabulary, min_sessions=min_sessions))
+
+
+def slot_value_metrics(
+    outcome: WindowOutcome, min_values: int = DEFAULT_MIN_VALUES,
+) -> list[tuple[str, float, str | None, dict[str, Any]]]:
+    """The alert metrics of the unseen-slot-value detector, as ``(metric, value, assistant, evidence)``
+    (``assistant`` None for the whole traffic), for ``monitor.alerting.metric_points``:
+
+    - ``slot_unseen_rate.<slot type>``: the unseen rate of every slot type with at least one judged value;
+    - ``slot_unseen_excess``: the unseen rate minus the package's dev-split rate, for every slot type with at
+      least ``min_values`` judged values (the rule takes the worst slot type of a window; evidence names it).
+    """
+    report = outcome.slot_values.report if outcome.slot_values is not None else None
+    if report is None:
+        return []
+    metrics: list[tuple[str, float, str | None, dict[str, Any]]] = []
+    for stats in report.stats:
+        if stats.judged <= 0:
+            continue
+        assistant = None if stats.group == OVERALL else stats.group
+        evidence = {"slot_type": stats.slot_type, "values": stats.values, "unseen": stats.unseen,
+                    "scrubbed": stats.scrubbed, "reference_rate": stats.reference_rate,
+                    "new_values": list(stats.new_values), "min_sessions": report.min_sessions}
+        metrics.append((metric_name(UNSEEN_RATE_METRIC, stats.slot_type), stats.unseen_rate, assistant, evidence))
+    for stats in excess_points(report, min_values):
+        assistant = None if stats.group == OVERALL else stats.group
+        metrics.append((UNSEEN_EXCESS_METRIC, float(stats.excess or 0.0), assistant, {
+            "slot_type": stats.slot_type, "unseen_rate": stats.unseen_rate, "reference_rate": stats.reference_rate,
+            "values": stats.values, "unseen": stats.unseen, "scrubbed": stats.scrubbed,
+            "new_values": list(stats.new_values)}))
+    return metrics
 
 
 def _replace(outcome: WindowOutcome, **changes: Any) -> WindowOutcome:
@@ -470,6 +592,9 @@ def growing_cluster_texts(report: WindowReport) -> frozenset[str]:
 # of features and methods, paths the monitor writes itself); every other string (reasons, examples, JSON
 # details) is scrubbed where the row is built.
 MONITOR_WINDOW_KEEP = ("assistant", "model_version", "drifted_features", "report_path", "status")
+# new_values are scrubbed again on their own (a new value that reads as a given name is stored as <PERSON> here;
+# the name dictionary, a roster people review, gets them as the worker stored them).
+SLOT_VALUE_KEEP = ("assistant", "model_version", "slot_type", "status")
 DRIFT_RESULT_KEEP = ("assistant", "feature", "method")
 OOD_CLUSTER_KEEP = ("cluster_id", "assistant")
 
@@ -540,6 +665,32 @@ def ood_cluster_rows(outcome: WindowOutcome, row_version: int) -> list[dict[str,
             "size": cluster.size, "growth": float(cluster.growth), "first_seen": first_seen,
             "examples": list(cluster.examples), "row_version": row_version,
         }, keep=OOD_CLUSTER_KEEP))
+    return rows
+
+
+def slot_value_rows(outcome: WindowOutcome, row_version: int) -> list[dict[str, Any]]:
+    """The ``slot_value_windows`` rows of one window: one per (group, slot type) when the detector scored, else
+    one ``all`` row (slot type ``''``) with its status and reason — also when it scored a window without slot
+    values; none when the window has no slot-value outcome."""
+    result = outcome.slot_values
+    if result is None:
+        return []
+    common = {"window_start": outcome.window_start, "window_end": outcome.window_end,
+              "model_version": outcome.model_version, "scored_at": outcome.scored_at, "row_version": row_version}
+    nan = float("nan")
+    if result.report is None or not result.report.stats:  # not scored, or scored without a single slot value
+        reason = result.reason or "no slot values in the window"
+        return [deidentify_row({**common, "assistant": ALL, "slot_type": "", "values": 0, "unseen": 0,
+                                "unseen_rate": nan, "reference_rate": nan, "scrubbed": 0, "new_values": [],
+                                "status": result.status, "reason": reason}, keep=SLOT_VALUE_KEEP)]
+    rows = []
+    for stats in result.report.stats:
+        rows.append(deidentify_row({
+            **common, "assistant": ALL if stats.group == OVERALL else stats.group, "slot_type": stats.slot_type,
+            "values": stats.values, "unseen": stats.unseen, "unseen_rate": _finite(stats.unseen_rate),
+            "reference_rate": _finite(stats.reference_rate), "scrubbed": stats.scrubbed,
+            "new_values": list(stats.new_values), "status": SCORED, "reason": result.reason,
+        }, keep=SLOT_VALUE_KEEP))
     return rows
 
 

@@ -6,17 +6,23 @@ Three references (``monitor.reference``):
   the package keeps (features, 32-d sketch, Mahalanobis OOD score, all aligned; older packages: the training
   sample); the predicted intent mix is drawn from the package's per-assistant mixes, whatever assistants the
   package's examples carry (``shopper``/``associate`` for retail, one ``snips`` or ``clinc150`` assistant for
-  those corpora, any other names). The package has no per-row assistant or slot column, so this reference
-  scores drift of the whole traffic only (per-assistant OOD rate and accuracy are still computed).
+  those corpora, any other names). Packages that keep per-row columns for that sample (``<split>/assistant``,
+  ``intent``, ``slot_types``, ``slot_confidences``; see ``model_runtime.reference``) give each row its assistant,
+  its predicted intent and its slots instead, so the suite scores every detector — slot-type mix and slot
+  confidence included — per assistant, as it does with the ClickHouse references. Older packages have no
+  per-row assistant or slot column: the reference then scores drift of the whole traffic only, without the slot
+  detectors (per-assistant OOD rate and accuracy are still computed), and the provider logs it once per version.
 - ``rolling``: predictions of the same model version stored in ClickHouse over the ``rolling_days`` before
   the window's day (rebuilt once a day).
 - ``seasonal``: predictions of the same model version, same hour one week earlier (± one hour).
 
 ClickHouse references are bounded to ``reference_rows`` rows and fall back to the package when they hold
 too few rows (a fresh install has no history). The OOD threshold and the reference accuracy always come from
-the package, so ``is_ood`` means the same in the worker and in the monitor. A reference that cannot be had
-raises :class:`ReferenceUnavailableError` (no package) or :class:`NotEnoughReferenceError` (too few rows to
-calibrate on); the job stores such a window as ``not_scored`` with the message as its reason.
+the package, so ``is_ood`` means the same in the worker and in the monitor, and so does the slot-value
+vocabulary (:attr:`Reference.vocabulary`, None for packages built before it) that the unseen-value detector
+compares with. A reference that cannot be had raises :class:`ReferenceUnavailableError` (no package) or
+:class:`NotEnoughReferenceError` (too few rows to calibrate on); the job stores such a window as ``not_scored``
+with the message as its reason.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.slot_values import SlotValueVocabulary
 from detectors.suite import MonitorSuite
 from monitor.storage import WINDOW_COLUMNS, read_predictions
 
@@ -63,6 +70,7 @@ class Reference:
     rows: pd.DataFrame
     kind: str  # package | rolling | seasonal | package (fallback)
     window_size: int  # rows per window the thresholds were calibrated for: read this many
+    vocabulary: SlotValueVocabulary | None = None  # the package's slot values seen in training (None: too old)
 
 
 def package_dir_for(package_path: Path, model_version: str) -> Path:
@@ -100,6 +108,11 @@ def package_rows(package: Any, reference: Any, seed: int = 0) -> pd.DataFrame:
     frame = pd.DataFrame({feature: reference.values(feature, split)[:n].astype(float) for feature in FEATURES})
     frame["ood_score"] = reference.mahalanobis(embeddings[:n])
     frame["embedding_sketch"] = list(reference.sketch(embeddings[:n]))
+    columns = _row_columns(reference, split, n)
+    if columns is not None:  # each row's own assistant, predicted intent and slots
+        for name, column in columns.items():
+            frame[name] = column
+        return frame
     intents = _draw_intents(package, reference, n, seed)
     if intents is not None:
         frame["intent"] = intents
@@ -107,6 +120,24 @@ def package_rows(package: Any, reference: Any, seed: int = 0) -> pd.DataFrame:
         log.warning("package %s has no predicted-intent mix: the intent-mix drift test is off",
                     getattr(package, "version", "?"))
     return frame
+
+
+def _row_columns(reference: Any, split: str, n: int) -> dict[str, list[Any]] | None:
+    """The first ``n`` rows of the package's per-row columns; None when it keeps none (older packages) or they do
+    not line up with the ``n`` feature rows (then the package is read like an older one, with a warning)."""
+    has_rows = getattr(reference, "has_rows", None)
+    if not callable(has_rows) or not has_rows(split):
+        return None
+    try:
+        columns = reference.row_columns(split)
+    except KeyError as error:  # ReferenceMissingError: arrays that do not line up
+        log.warning("package reference rows ignored: %s", error)
+        return None
+    if any(len(column) < n for column in columns.values()):
+        log.warning("package reference rows ignored: %d per-row values for %d feature rows",
+                    min(len(column) for column in columns.values()), n)
+        return None
+    return {name: list(column[:n]) for name, column in columns.items()}
 
 
 def _intent_mixes(reference: Any, split: str) -> dict[str, Mapping[str, float]]:
@@ -176,6 +207,8 @@ class ReferenceProvider:
         self._failures: dict[tuple, tuple[float, Exception]] = {}  # key -> (when, error): not rebuilt at once
         self._clock = clock
         self._packages: dict[str, tuple[Any, Any, dict[str, float]]] = {}
+        self._vocabularies: dict[str, SlotValueVocabulary | None] = {}
+        self._told: set[tuple[str, str]] = set()  # (package version, what) logged once
         self._tracker: Any = None  # one cluster tracker across suites: clusters outlive a reference change
 
     def reference_for(self, client: Any, model_version: str, window_start: datetime) -> Reference:
@@ -242,6 +275,10 @@ class ReferenceProvider:
             if len(rows) < MIN_PACKAGE_ROWS:
                 raise NotEnoughReferenceError(
                     f"{why}package {package.version} has {len(rows)} reference rows (< {MIN_PACKAGE_ROWS})")
+            if "assistant" not in rows.columns:
+                self._tell_once(package.version, "rows", "package %s keeps no per-row assistant or slot columns (built "
+                                "before they were kept): drift is scored on the whole traffic only, without slot-mix "
+                                "and slot-confidence drift; retrain to score them per assistant")
         suite, window_size = fit_suite(rows, stats, fpr=self.fpr, n_windows=self.n_windows, ood_fpr=self.ood_fpr,
                                        max_sample=self.max_sample, seed=self.seed)
         if self._tracker is not None:
@@ -249,7 +286,28 @@ class ReferenceProvider:
         self._tracker = suite.tracker
         log.info("monitor reference %s for %s: %d rows, windows of %d rows", kind, model_version, len(rows),
                  window_size)
-        return Reference(suite, rows, kind, window_size)
+        return Reference(suite, rows, kind, window_size, self.vocabulary(model_version))
+
+    def vocabulary(self, model_version: str) -> SlotValueVocabulary | None:
+        """The slot-value vocabulary of ``model_version``'s package (None, logged once, for older packages)."""
+        if model_version not in self._vocabularies:
+            package, reference, _ = self._package(model_version)
+            try:
+                vocabulary = SlotValueVocabulary.from_summary(getattr(reference, "summary", None))
+            except (TypeError, ValueError, KeyError, AttributeError) as error:  # a malformed section: like none
+                log.error("package %s: slot-value vocabulary unreadable (%s: %s)", package.version,
+                          type(error).__name__, error)
+                vocabulary = None
+            if vocabulary is None:
+                self._tell_once(package.version, "vocabulary", "package %s has no slot-value vocabulary (built before "
+                                "it was kept): unseen slot values are not scored; retrain to score them")
+            self._vocabularies[model_version] = vocabulary
+        return self._vocabularies[model_version]
+
+    def _tell_once(self, version: str, what: str, message: str) -> None:
+        if (version, what) not in self._told:
+            self._told.add((version, what))
+            log.warning(message, version)
 
 
 def fit_suite(

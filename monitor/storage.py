@@ -22,7 +22,15 @@ import pandas as pd
 # The prediction columns the detectors, the report and the labeling flags read.
 WINDOW_COLUMNS = (
     "id", "ts", "assistant", "model_version", "text_scrubbed", "intent", "confidence", "margin", "entropy",
-    "energy", "ood_score", "is_ood", "token_count", "unk_rate", "slot_types", "asr_confidence", "embedding_sketch",
+    "energy", "ood_score", "is_ood", "token_count", "unk_rate", "slot_types", "slot_confidences", "asr_confidence",
+    "embedding_sketch",
+)
+# What the unseen-slot-value detector reads, over the whole window (bounded by SLOT_VALUE_ROWS): small columns.
+SLOT_VALUE_COLUMNS = ("assistant", "session_id", "slot_types", "slot_values")
+SLOT_VALUE_ROWS = 50_000
+SLOT_VALUE_WINDOW_COLUMNS = (
+    "window_start", "window_end", "model_version", "assistant", "slot_type", "values", "unseen", "unseen_rate",
+    "reference_rate", "scrubbed", "new_values", "status", "reason", "scored_at", "row_version",
 )
 CANDIDATE_COLUMNS = (
     "id", "ts", "assistant", "model_version", "text_scrubbed", "intent", "confidence", "margin", "ood_score",

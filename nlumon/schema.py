@@ -172,6 +172,33 @@ PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (window_start, cluster_id)
 """
 
+# Unseen slot values per (window, assistant, slot type) (detectors/slot_values.py): slot values in the window,
+# those not in the package's training vocabulary, those stored scrubbed (placeholders, left out of the rate),
+# the package's dev-split rate, and the new values that >= N sessions used (scrubbed values never appear there).
+# A window the detector could not score has one row: assistant 'all', slot_type '', status 'not_scored' (a package
+# without a vocabulary) or 'failed', and the reason. Rows of one scoring share row_version.
+SLOT_VALUE_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.slot_value_windows (
+    window_start DateTime,
+    window_end DateTime,
+    model_version String,
+    assistant String,
+    slot_type String,
+    values UInt32,
+    unseen UInt32,
+    unseen_rate Float32,
+    reference_rate Float32,
+    scrubbed UInt32,
+    new_values Array(String),
+    status String,
+    reason String,
+    scored_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, assistant, slot_type)
+"""
+
 # Alert lifecycle events (firing, repeat, resolved), mirrored from the alert store for dashboards.
 ALERT_EVENTS = """
 CREATE TABLE IF NOT EXISTS {db}.alert_events (
@@ -236,6 +263,7 @@ TABLES: dict[str, str] = {
     "monitor_windows": MONITOR_WINDOWS,
     "drift_results": DRIFT_RESULTS,
     "ood_clusters": OOD_CLUSTERS,
+    "slot_value_windows": SLOT_VALUE_WINDOWS,
     "alert_events": ALERT_EVENTS,
     "alert_deliveries": ALERT_DELIVERIES,
     "labeling_queue": LABELING_QUEUE,

@@ -5,7 +5,9 @@ Kafka topics keep records for their ``retention.ms`` (``topics.retention_ms`` fo
 broker deletes old segments itself. Everything else is deleted here:
 
 - ClickHouse tables partitioned by day (:data:`DAY_PARTITIONED`): whole day partitions older than the cutoff are
-  dropped, which is instant and frees the disk at once (18.16 has no TTL);
+  dropped, which is instant and frees the disk at once (18.16 has no TTL). The monitor's window tables
+  (:data:`WINDOW_TABLES`) are among them: ``slot_value_windows`` keeps new slot values (scrubbed, but brand and
+  product names users typed), so it expires with the traffic it was computed from;
 - tables without day partitions that hold text or traffic data (:data:`DELETED_BY_TIME`): rows older than the
   cutoff are deleted with ``ALTER TABLE ... DELETE WHERE`` (a mutation: it rewrites the affected parts in the
   background; we wait for it);
@@ -31,6 +33,8 @@ from nlumon.settings import Settings
 
 # Tables partitioned by toYYYYMMDD, so a partition id is a day.
 DAY_PARTITIONED = tuple(name for name, ddl in TABLES.items() if "PARTITION BY toYYYYMMDD" in ddl)
+# The monitor's per-window result tables: day-partitioned on window_start, so they are in DAY_PARTITIONED.
+WINDOW_TABLES = ("monitor_windows", "drift_results", "ood_clusters", "slot_value_windows")
 # Tables without day partitions that hold text or traffic data -> the DateTime column that dates a row.
 DELETED_BY_TIME: dict[str, str] = {
     "labeling_queue": "flagged_at",  # scrubbed text and slot values of flagged utterances

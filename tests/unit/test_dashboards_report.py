@@ -72,8 +72,8 @@ def _prediction(i: int, ts: datetime, ood: bool) -> dict:
     return {"id": f"u{i}", "ts": ts, "assistant": "shopper" if i % 3 else "associate", "model_version": "m1",
             "text_scrubbed": f"text {i}", "text_hash": f"h{i}", "intent": "oos" if ood else "find_product",
             "confidence": 0.3 if ood else 0.9, "margin": 0.05 if ood else 0.6, "entropy": 2.0 if ood else 0.4,
-            "energy": -1.0, "token_count": 5, "unk_rate": 0.0, "is_ood": int(ood), "slot_types": [],
-            "slot_values": [], "embedding_sketch": [1.0, 0.0] if ood else [0.0, 1.0]}
+            "energy": -1.0, "token_count": 5, "unk_rate": 0.0, "is_ood": int(ood), "slot_types": ["brand"],
+            "slot_values": [f"new brand {i % 4}" if ood else "nike"], "embedding_sketch": [1.0, 0.0] if ood else [0.0, 1.0]}
 
 
 def test_monitor_rows_follow_the_schema_and_see_a_shift():
@@ -85,3 +85,6 @@ def test_monitor_rows_follow_the_schema_and_see_a_shift():
     assert [w["drifted"] for w in windows] == [0, 0, 1, 1]  # the last two windows are all OOD
     assert windows[-1]["ood_rate"] == 1.0 and windows[0]["accuracy_estimate"] > windows[-1]["accuracy_estimate"]
     assert {"ood", "low_confidence", "small_margin"} <= {r for q in tables["labeling_queue"] for r in q["reasons"]}
+    values = [w for w in tables["slot_value_windows"] if w["assistant"] == "all"]
+    assert [w["unseen_rate"] for w in values] == [0.0, 0.0, 1.0, 1.0]  # brands the first window never had
+    assert values[-1]["new_values"] == ["new brand 0", "new brand 1", "new brand 2", "new brand 3"]

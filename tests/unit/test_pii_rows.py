@@ -49,6 +49,7 @@ ALLOWED_KEEP = {
     "window_start": "a time", "window_end": "a time", "flagged_at": "a time", "reference": "an enum",
     "evidently_report": "a link built from settings", "dashboard": "a link from settings",
     "latency": "an enum (e2e_ms / inference_ms)",
+    "slot_type": "the model's slot labels",
 }
 
 
@@ -90,6 +91,7 @@ BUILDERS = {
     "alert_events": "monitor.alerting.alert_event_row",
     "alert_deliveries": "monitor.alerting.AlertHandoff.mirror_deliveries",
     "labeling_queue": "monitor.labeling_sink.queue_row",
+    "slot_value_windows": "monitor.job.slot_value_rows",
 }
 
 
@@ -100,7 +102,7 @@ def test_every_table_with_a_string_column_has_a_deidentifying_builder():
 
 def test_the_columns_kept_as_they_are_hold_no_free_text():
     from monitor.alerting import ALERT_DELIVERY_KEEP, ALERT_EVENT_KEEP, EVIDENCE_KEEP
-    from monitor.job import DRIFT_RESULT_KEEP, MONITOR_WINDOW_KEEP, OOD_CLUSTER_KEEP
+    from monitor.job import DRIFT_RESULT_KEEP, MONITOR_WINDOW_KEEP, OOD_CLUSTER_KEEP, SLOT_VALUE_KEEP
     from monitor.labeling_sink import MESSAGE_KEEP, QUEUE_KEEP
     from streams.agents import MODEL_VERSION_KEEP
     from streams.features import PREDICTION_KEEP
@@ -108,7 +110,7 @@ def test_the_columns_kept_as_they_are_hold_no_free_text():
 
     kept = {*PREDICTION_KEEP, *UTTERANCE_LOG_KEEP, *DEAD_LETTER_KEEP, *MODEL_VERSION_KEEP, *MONITOR_WINDOW_KEEP,
             *DRIFT_RESULT_KEEP, *OOD_CLUSTER_KEEP, *ALERT_EVENT_KEEP, *ALERT_DELIVERY_KEEP, *EVIDENCE_KEEP,
-            *QUEUE_KEEP, *MESSAGE_KEEP}
+            *QUEUE_KEEP, *MESSAGE_KEEP, *SLOT_VALUE_KEEP}
     assert kept <= set(ALLOWED_KEEP), sorted(kept - set(ALLOWED_KEEP))
     for table, columns in schema_string_columns().items():  # free-text columns are never kept
         for column in ("text_scrubbed", "slot_values"):
