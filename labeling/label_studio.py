@@ -6,6 +6,11 @@ format: ``data.text`` plus ``predictions[].result``, where the intent is a ``cho
 each slot a ``labels`` result with character offsets ``start``/``end`` (end exclusive) into
 ``data.text``. Importing maps character spans back to whitespace tokens as BIO tags.
 
+The model's answer is the first (primary) prediction; each labeling function that voted on the item follows as a
+prediction of its own, ``model_version`` = the function's name, with its per-token labels as slot spans (its
+``time`` votes become the model's ``date_time`` slot, see ``labeling.annotation.base.SLOT_OF_LABEL``). Annotators
+see who said what; only their submitted annotation comes back.
+
     >>> from datetime import datetime, timezone
     >>> from labeling.items import LabelingItem, Reason
     >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -21,10 +26,12 @@ from __future__ import annotations
 
 import logging
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from labeling.annotation.base import SLOT_OF_LABEL, label_spans
 from labeling.items import LabelingItem
 from model_runtime.data.bio import bio_spans
 from model_runtime.data.example import Example
@@ -58,6 +65,44 @@ def label_config(intents: Iterable[str], slot_types: Iterable[str]) -> str:
     )
 
 
+def label_config_values(config: str) -> tuple[set[str], set[str]]:
+    """The intents and slot types a labeling config offers; an error when it is not nlumon's config.
+
+    >>> sorted(map(sorted, label_config_values(label_config(["greet", "buy"], ["brand"]))))
+    [['brand'], ['buy', 'greet']]
+    """
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError as error:
+        raise LabelStudioFormatError(f"the labeling config is not XML: {error}") from None
+    controls = {element.get("name"): element for element in root.iter() if element.tag in ("Choices", "Labels")}
+    intents, slots = controls.get(INTENT_NAME), controls.get(SLOTS_NAME)
+    if intents is None or slots is None or intents.tag != "Choices" or slots.tag != "Labels":
+        raise LabelStudioFormatError(
+            f"the labeling config has no Choices named {INTENT_NAME!r} and Labels named {SLOTS_NAME!r}: "
+            "not a project made by nlumon")
+    return ({c.get("value", "") for c in intents.iter("Choice")}, {c.get("value", "") for c in slots.iter("Label")})
+
+
+def merged_label_config(config: str, intents: Iterable[str], slot_types: Iterable[str]) -> str | None:
+    """``config`` grown by the intents and slot types it lacks; ``None`` when it offers them all already.
+
+    Values are only ever added: an annotation made with a value that a later config lacked would no longer load
+    in Label Studio's editor.
+
+    >>> config = label_config(["buy"], ["brand"])
+    >>> merged_label_config(config, ["buy"], ["brand"]) is None
+    True
+    >>> sorted(label_config_values(merged_label_config(config, ["greet"], ["person"]))[1])
+    ['brand', 'person']
+    """
+    have_intents, have_slots = label_config_values(config)
+    want_intents, want_slots = have_intents | set(intents), have_slots | set(slot_types)
+    if (want_intents, want_slots) == (have_intents, have_slots):
+        return None
+    return label_config(want_intents, want_slots)
+
+
 def export_label_studio(items: Iterable[LabelingItem], *, deidentify: bool = False) -> list[dict[str, Any]]:
     """One pre-annotated Label Studio task per item.
 
@@ -83,19 +128,60 @@ def _task(item: LabelingItem) -> dict[str, Any]:
         })
     data = item.to_dict()
     data["item_id"] = data.pop("id")
-    for key in ("tokens", "tags", "intent"):  # the pre-annotation says these; no second copy to drift
+    for key in ("tokens", "tags", "intent", "votes"):  # the predictions say these; no second copy to drift
         data.pop(key)
     prediction: dict[str, Any] = {"model_version": item.model_version, "result": result}
     if item.confidence is not None:
         prediction["score"] = item.confidence
-    return {"data": data, "predictions": [prediction]}
+    votes = [_vote_prediction(item, name, labels, offsets) for name, labels in sorted(item.votes.items())]
+    return {"data": data, "predictions": [prediction, *votes]}
+
+
+def _vote_prediction(
+    item: LabelingItem, name: str, labels: Sequence[str | None], offsets: Sequence[tuple[int, int]]
+) -> dict[str, Any]:
+    """One labeling function's votes as a prediction: a slot span per run of equal entity labels.
+
+    ``O`` and abstentions (``None``) make no span; a label the model has no slot for is an error (a new
+    labeling function whose label was not mapped in ``SLOT_OF_LABEL``)."""
+    if len(labels) != len(offsets):
+        raise LabelStudioFormatError(f"item {item.id}: labeling function {name!r} voted on {len(labels)} tokens, "
+                                     f"the text has {len(offsets)}")
+    unknown = sorted({label for label in labels if label is not None and label != "O"} - set(SLOT_OF_LABEL))
+    if unknown:
+        raise LabelStudioFormatError(f"item {item.id}: labeling function {name!r} voted unknown label(s) {unknown}")
+    result = []
+    for n, (label, first, end) in enumerate(label_spans(labels, types=tuple(SLOT_OF_LABEL))):
+        start_char, end_char = offsets[first][0], offsets[end - 1][1]
+        result.append({
+            "id": f"{item.id}-{name}-slot{n}", "from_name": SLOTS_NAME, "to_name": TEXT_NAME, "type": "labels",
+            "value": {"start": start_char, "end": end_char, "text": item.text[start_char:end_char],
+                      "labels": [SLOT_OF_LABEL[label]]},
+        })
+    return {"model_version": name, "result": result}
+
+
+def vote_slot_types(items: Iterable[LabelingItem]) -> set[str]:
+    """The model slot types that the items' labeling-function votes use (the labeling config must offer them).
+
+    >>> from datetime import datetime, timezone
+    >>> from labeling.items import Reason
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> item = LabelingItem("p1", "is ana in at 5", ("is", "ana", "in", "at", "5"), "check_shift", ("O",) * 5,
+    ...                     (Reason.AUDIT,), 1.0, t, t, "m1", "associate", votes={"names": (None, "person", "O",
+    ...                     None, None), "times": (None, None, None, "time", "time")})
+    >>> sorted(vote_slot_types([item]))
+    ['date_time', 'person']
+    """
+    return {SLOT_OF_LABEL[label] for item in items for labels in item.votes.values() for label in labels
+            if label in SLOT_OF_LABEL}
 
 
 def import_label_studio(tasks_with_annotations: Iterable[Mapping[str, Any]]) -> list[Example]:
     """Training examples from exported tasks; tasks without a usable (non-cancelled) annotation are skipped."""
     examples = []
     for index, task in enumerate(tasks_with_annotations):
-        annotation = _latest_annotation(task)
+        annotation = latest_annotation(task)
         if annotation is None:
             continue
         where = f"task {task.get('id', index)}"
@@ -103,7 +189,21 @@ def import_label_studio(tasks_with_annotations: Iterable[Mapping[str, Any]]) -> 
     return examples
 
 
-def _latest_annotation(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def example_record(example: Example, source: str | None = None) -> dict[str, Any]:
+    """One JSONL line of training examples (``nlumon labeling import``/``pull``; read by ``model train --extra``).
+
+    >>> example_record(Example(("hi",), ("O",), "greet", "shopper"), "human:label-studio:3")["source"]
+    'human:label-studio:3'
+    """
+    record: dict[str, Any] = {"tokens": list(example.tokens), "tags": list(example.tags), "intent": example.intent,
+                              "assistant": example.assistant, "heads": dict(example.heads)}
+    if source is not None:
+        record["source"] = source
+    return record
+
+
+def latest_annotation(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The task's latest submitted annotation; ``None`` when it has none that was not cancelled (skipped)."""
     usable = [a for a in task.get("annotations") or () if not a.get("was_cancelled") and "result" in a]
     if not usable:
         return None

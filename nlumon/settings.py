@@ -239,6 +239,35 @@ class LabelingSettings(_Group):
     low_confidence: float = Field(0.5, ge=0, le=1, description="confidence below this flags a prediction")
     small_margin: float = Field(0.1, ge=0, le=1, description="top-1 minus top-2 probability below this flags")
     candidates_per_window: int = Field(5000, ge=1, description="flag candidates read from one window at most")
+    names_path: Path | None = Field(
+        None, description="the name dictionary (staff roster and brands: proposed, accepted, rejected names); "
+        "default <run_dir>/names.json. Keep it on a backed-up volume: it is state the monitor writes",
+    )
+
+    @field_validator("names_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() in ("", "None", "none") else value
+
+
+# The short variable names a Label Studio user expects (`nlumon labeling push/pull`); NLUMON_LABEL_STUDIO__URL and
+# NLUMON_LABEL_STUDIO__TOKEN (the nested form) and the settings file set the same fields and win over them.
+LABEL_STUDIO_URL_ENV, LABEL_STUDIO_TOKEN_ENV = "NLUMON_LABEL_STUDIO_URL", "NLUMON_LABEL_STUDIO_TOKEN"
+
+
+class LabelStudioSettings(_Group):
+    """The Label Studio server that `nlumon labeling push` fills and `nlumon labeling pull` reads."""
+
+    url: str = Field(
+        default_factory=lambda: os.environ.get(LABEL_STUDIO_URL_ENV, "http://127.0.0.1:8080"),
+        description=f"base URL of Label Studio (default ${LABEL_STUDIO_URL_ENV}, else http://127.0.0.1:8080)",
+    )
+    token: str = Field(
+        default_factory=lambda: os.environ.get(LABEL_STUDIO_TOKEN_ENV, ""), repr=False,
+        description=f"API token: a Personal Access Token or a legacy token (default ${LABEL_STUDIO_TOKEN_ENV})",
+    )
+    project: str = Field("nlumon", min_length=1, description="title of the project that push creates and pull reads")
+    timeout_s: float = Field(30.0, gt=0, description="longest wait for one Label Studio API call")
 
 
 class ServiceSettings(_Group):
@@ -276,6 +305,7 @@ class Settings(BaseSettings):
     services: ServiceSettings = ServiceSettings()
     alerts: AlertSettings = AlertSettings()
     labeling: LabelingSettings = LabelingSettings()
+    label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
 
     @classmethod
     def settings_customise_sources(
