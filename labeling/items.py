@@ -14,7 +14,7 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -31,6 +31,8 @@ class Reason(StrEnum):
     BRAND_PERSON = "brand_person_ambiguity"
     GROWING_OOD_CLUSTER = "growing_ood_cluster"
     CHAMPION_CHALLENGER = "champion_challenger_disagreement"
+    ANNOTATION_AMBIGUOUS = "annotation_ambiguous"  # the labeling functions disagree (close vote, person vs brand)
+    AUDIT = "audit"  # a random auto-labelled utterance, for humans to measure the annotator's precision
 
 
 # How much a reason is worth to the next model: new traffic (clusters, OOD) and model disagreement
@@ -42,6 +44,8 @@ REASON_WEIGHTS: dict[Reason, float] = {
     Reason.OOD: 2.0,
     Reason.LOW_CONFIDENCE: 1.5,
     Reason.SMALL_MARGIN: 1.0,
+    Reason.ANNOTATION_AMBIGUOUS: 2.0,
+    Reason.AUDIT: 1.0,
 }
 
 _PUNCT = re.compile(r"[^\w\s]")
@@ -74,6 +78,8 @@ class LabelingItem:
     model_version: str
     assistant: str
     confidence: float | None = None
+    #: Labeling function name -> its label per token (``None`` = abstained); shown to annotators as predictions.
+    votes: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
 
     def deidentified(self, text: str | None = None) -> LabelingItem:
         """This item with its text scrubbed (``nlumon.pii.scrub``, or ``text`` when the caller scrubbed it
@@ -91,7 +97,8 @@ class LabelingItem:
         if text == self.text:
             return self
         tokens = tuple(text.split())
-        return replace(self, text=text, tokens=tokens, tags=realign_tags(self.tokens, self.tags, tokens))
+        votes = {name: _realign_votes(self.tokens, labels, tokens) for name, labels in self.votes.items()}
+        return replace(self, text=text, tokens=tokens, tags=realign_tags(self.tokens, self.tags, tokens), votes=votes)
 
     @property
     def primary_reason(self) -> Reason:
@@ -103,6 +110,7 @@ class LabelingItem:
             "tags": list(self.tags), "reasons": [str(r) for r in self.reasons], "priority": self.priority,
             "window_start": self.window_start.isoformat(), "window_end": self.window_end.isoformat(),
             "model_version": self.model_version, "assistant": self.assistant, "confidence": self.confidence,
+            "votes": {name: list(labels) for name, labels in self.votes.items()},
         }
 
     @classmethod
@@ -113,6 +121,7 @@ class LabelingItem:
             priority=float(data["priority"]), window_start=datetime.fromisoformat(data["window_start"]),
             window_end=datetime.fromisoformat(data["window_end"]), model_version=data["model_version"],
             assistant=data["assistant"], confidence=data.get("confidence"),
+            votes={str(name): tuple(labels) for name, labels in (data.get("votes") or {}).items()},
         )
 
 
@@ -139,6 +148,14 @@ def realign_tags(old_tokens: Iterable[str], old_tags: Iterable[str], new_tokens:
         if tag.startswith("I-") and (index == 0 or tags[index - 1][2:] != tag[2:]):
             tags[index] = "B-" + tag[2:]
     return tuple(tags)
+
+
+def _realign_votes(
+    old_tokens: tuple[str, ...], labels: tuple[str | None, ...], new_tokens: tuple[str, ...]
+) -> tuple[str | None, ...]:
+    """A labeling function's per-token labels carried over to the re-tokenised text (as :func:`realign_tags`)."""
+    as_tags = ["O" if label is None else f"B-{label}" for label in labels]
+    return tuple(None if tag == "O" else tag[2:] for tag in realign_tags(old_tokens, as_tags, new_tokens))
 
 
 def sort_reasons(reasons: Iterable[Reason]) -> tuple[Reason, ...]:

@@ -136,6 +136,8 @@ class UtteranceEvent(BaseModel):
     locale: str = Field("en-US", max_length=LOCALE_MAX_CHARS)
     channel: Literal["voice", "text"] = "text"
     asr_confidence: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    cleared_for_analysis: bool = Field(
+        False, description="the user agreed that this utterance may be read for model improvement (annotation)")
     version: int = SCHEMA_VERSION
 
     @field_validator("ts")

@@ -149,12 +149,17 @@ def scenario_events(
     burst_len: float = 0.2,
     malformed_share: float = 0.0,
     ood_texts: Callable[[], list[str]] = _oos_texts,
+    cleared_share: float = 0.0,
 ) -> Iterator[ScenarioEvent]:
-    """The events of one scenario run; ``start`` defaults to so that the last event is 'now'."""
+    """The events of one scenario run; ``start`` defaults to so that the last event is 'now'.
+
+    ``cleared_share`` of the events are marked ``cleared_for_analysis`` (drawn from their own random stream,
+    so the events themselves are the same whatever the share)."""
     from streams.replay import malformed_record
 
     timeline = phases(name, shift_at, burst_len)
     rng = random.Random(seed)
+    cleared_rng = random.Random(f"cleared-{seed}")
     start = start or datetime.now(UTC) - timedelta(milliseconds=spacing_ms * count)
     sources = _Sources(seed, count, ood_texts)
     for index in range(count):
@@ -186,6 +191,7 @@ def scenario_events(
             ts=ts, assistant=assistant, session_id=session, text=text,
             channel="voice" if rng.random() < 0.7 else "text",
             asr_confidence=round(max(0.05, rng.uniform(0.75, 1.0) - noise), 3),
+            cleared_for_analysis=cleared_rng.random() < cleared_share,
         )
         yield ScenarioEvent(session.encode(), event.to_json(), {
             **truth, "id": event.id, "kind": kind, "intent": intent, "assistant": assistant, "noise_rate": noise,

@@ -1,0 +1,1 @@
+"""Weak-supervision annotation of store logs: labeling functions, aggregation, agreement, ambiguity routing."""
