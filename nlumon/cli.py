@@ -35,6 +35,7 @@ def _mount_package_commands() -> None:
     from labeling.cli import labeling_app
     from model_runtime.cli import app as model_app
     from monitor.cli import app as monitor_app
+    from monitor.loop import loop_app
 
     app.add_typer(model_app, name="model")
     app.add_typer(monitor_app, name="monitor")
@@ -42,6 +43,7 @@ def _mount_package_commands() -> None:
     app.command("report")(report_command)
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(labeling_app, name="labeling")
+    app.add_typer(loop_app, name="loop")
 
 
 _mount_package_commands()
@@ -172,6 +174,8 @@ def replay(
     shift_at: Annotated[float, typer.Option(min=0, max=1, help="where the scenario's change starts (0..1)")] = 0.5,
     malformed: Annotated[float, typer.Option(min=0, max=1, help="share of malformed records mixed in")] = 0.0,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same events)")] = 0,
+    cleared: Annotated[float, typer.Option(min=0, max=1, help="share of events marked cleared_for_analysis "
+                                           "(readable by the annotator)")] = 0.0,
     out: Annotated[Path | None, typer.Option(help="folder for timeline.json and truth.jsonl "
                                                   "(default .run/replays/<scenario>-<time>)")] = None,
 ) -> None:
@@ -197,7 +201,7 @@ def replay(
     out = out or settings.services.run_dir / "replays" / f"{scenario}-{start:%Y%m%dT%H%M%S}"
     typer.echo(format_timeline(timeline))
     events = scenario_events(scenario, count, seed=seed, start=start, spacing_ms=spacing_ms, shift_at=shift_at,
-                             malformed_share=malformed)
+                             malformed_share=malformed, cleared_share=cleared)
     outcome = send_records(settings, save_truth(out, timeline, events), rate=rate, progress=True, total=count)
     typer.echo(f"{outcome.summary()}: events to {settings.topics.utterances}; timeline and truth saved in {out}")
     if not outcome.ok:
