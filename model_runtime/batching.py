@@ -67,6 +67,34 @@ def domain_weights(examples: Sequence[Example], base_weights: Sequence[float] | 
     return weights / weights.mean()
 
 
+def base_mix_weights(examples: Sequence[Example], weights: Sequence[float], n_base: int) -> np.ndarray:
+    """Loss weights (mean 1) that keep each assistant's share of the total weight what it is in the first
+    ``n_base`` examples (the base corpus), whatever the examples appended after them (extras) add.
+
+    Inside an assistant each example keeps its relative weight. An assistant that only the extras have keeps the
+    share its weights give it.
+
+    >>> ex = [Example(("a",), ("O",), "i", d) for d in ("shopper", "shopper", "shopper", "associate",
+    ...                                                  "associate", "associate")]
+    >>> base_mix_weights(ex, [1.0] * 6, 4).round(3).tolist()  # base: 3 shopper, 1 associate -> shares 3/4, 1/4
+    [1.5, 1.5, 1.5, 0.5, 0.5, 0.5]
+    """
+    base = _checked(weights, len(examples))
+    if not 0 < n_base <= len(examples):
+        raise ValueError(f"n_base must be within 1..{len(examples)}, got {n_base}")
+    base_counts = Counter(example.assistant for example in examples[:n_base])
+    totals: Counter = Counter()
+    for example, weight in zip(examples, base, strict=True):
+        totals[example.assistant] += weight
+    grand = base.sum()
+    shares = {a: base_counts[a] / n_base for a in base_counts}
+    leftover = {a: totals[a] / grand for a in totals if a not in shares}
+    scale = 1.0 - sum(leftover.values())
+    out = np.array([w * grand * (shares[e.assistant] * scale if e.assistant in shares else leftover[e.assistant])
+                    / totals[e.assistant] for e, w in zip(examples, base, strict=True)])
+    return out / out.mean()
+
+
 def _checked(weights: Sequence[float], n: int) -> np.ndarray:
     array = np.asarray(weights, dtype=float)
     if array.shape != (n,) or not np.all(np.isfinite(array)) or np.any(array <= 0):

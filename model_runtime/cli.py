@@ -56,7 +56,8 @@ def train(
         bool | None,
         typer.Option(
             "--domain-balance/--no-domain-balance",
-            help="weight examples so each assistant counts equally (default: on with --extra, else off)",
+            help="weight examples so each assistant counts equally; default: off, and with --extra the base "
+            "corpus's assistant shares are kept (the extras cannot shift them)",
             show_default=False,
         ),
     ] = None,
@@ -77,8 +78,9 @@ def train(
 ) -> None:
     """Train, export (fp32 + int8), evaluate and package in one go.
 
-    With --extra, domain balance is on unless --no-domain-balance: the annotation loop's auto-labelled
-    store-associate logs would otherwise tilt the model toward the associate assistant.
+    With --extra (and neither --domain-balance nor --no-domain-balance), each assistant keeps its share of the
+    base corpus's weight: the annotation loop's auto-labelled store-associate logs cannot tilt the model toward
+    the associate assistant, and the shopper assistant keeps the weight it was trained with.
     """
     from model_runtime.config import configs_from_file
     from model_runtime.data.extra import ExtraExamplesError

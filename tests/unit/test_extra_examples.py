@@ -219,7 +219,7 @@ def test_training_with_extra_files_records_them_and_their_weights_reach_the_loss
     assert result.exit_code == 0, result.output
 
     training = load_package(out).manifest["training"]
-    assert training["domain_balance"] is True  # on by default with extras
+    assert training["domain_balance"] == "base-mix"  # by default with extras: the base corpus's assistant shares
     auto_file, human_file = training["extra"]["files"]
     assert auto_file["sha256"] == hashlib.sha256((tmp_path / "auto.jsonl").read_bytes()).hexdigest()
     assert auto_file["rows"] == 6 and auto_file["dropped_holdout_overlap"] == 1 and auto_file["n"] == 5
@@ -240,3 +240,7 @@ def test_training_with_extra_files_records_them_and_their_weights_reach_the_loss
     base_shopper = next(w for (t, a), w in seen.items() if a == "shopper" and "flumox" not in t)
     assert seen[("is zorblat in tomorrow", "associate")] == pytest.approx(0.5 * base_associate, rel=1e-5)
     assert seen[("add flumox to my cart", "shopper")] == pytest.approx(3.0 * base_shopper, rel=1e-5)
+    every = [(a, w) for batch in collated for _, a, w in batch]  # one epoch: each train example once
+    associate_share = sum(w for a, w in every if a == "associate") / sum(w for _, w in every)
+    base_share = sum(e.assistant == "associate" for e in base_train) / len(base_train)
+    assert associate_share == pytest.approx(base_share, rel=1e-4)  # the extras did not shift the mix
