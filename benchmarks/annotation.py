@@ -57,7 +57,7 @@ def generator_slice(n: int, seed: int) -> list:
     return out
 
 
-def measure_methods(annotator_factory, functions, slices: dict, fit) -> dict:
+def measure_methods(annotator_factory, functions, slices: dict) -> dict:
     from labeling.annotation.aggregate import confusion_rates, span_scores
     from labeling.annotation.agreement import agreement_report
 
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--loop needs --package (the champion)")
 
     from labeling.annotation.build import all_functions, build_annotator
-    from labeling.annotation.slice import eval_slice, fit_set, store_logs
+    from labeling.annotation.slice import eval_slice, fit_set
 
     started = time.perf_counter()
     functions = all_functions()
@@ -276,13 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     slices = {"store-logs": [g for g in slice_all if g.source == "store-logs"],
               "snips": [g for g in slice_all if g.source == "snips"], "all": slice_all,
               "generator": generator_slice(args.generator, args.seed)}
-    assert store_logs  # the slice's generator, documented in labeling/annotation/slice.py
     champion_note = str(args.package) if args.package else "none (the champion function abstains)"
 
     def factory(name: str):
         return build_annotator(args.package, functions=functions, aggregator=name, fit_examples=fit, seed=0)
 
-    results = measure_methods(factory, functions, slices, fit)
+    results = measure_methods(factory, functions, slices)
     print(f"champion: {champion_note}")
     print_methods(results)
     result = {**header(argv, ["numpy", "snorkel", "krippendorff", "probablepeople", "python-crfsuite", "torch",

@@ -134,12 +134,13 @@ def _slot_value_rows(start: datetime, end: datetime, assistant: str, rows: list[
     known = seen.setdefault(assistant, {(k, v) for k, vs in values.items() for v in vs})
     out = []
     for kind, found in sorted(values.items()):
-        scrubbed = sum(v.startswith("<") and v.endswith(">") for v in found)
-        unseen = [v for v in found if (kind, v) not in known and not (v.startswith("<") and v.endswith(">"))]
+        judged_values = [v for v in found if not (v.startswith("<") and v.endswith(">"))]  # placeholders: scrubbed
+        scrubbed = len(found) - len(judged_values)
+        unseen = [v for v in judged_values if (kind, v) not in known]
         counts: dict[str, int] = defaultdict(int)
         for value in unseen:
             counts[value] += 1
-        judged = len(found) - scrubbed
+        judged = len(judged_values)
         out.append({"window_start": start, "window_end": end, "model_version": rows[0]["model_version"],
                     "assistant": assistant, "slot_type": kind, "values": len(found), "unseen": len(unseen),
                     "unseen_rate": len(unseen) / judged if judged else float("nan"),

@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from model_runtime.data.bio import repair_bio
 from nlumon.pii import scrub
 
 
@@ -144,10 +145,7 @@ def realign_tags(old_tokens: Iterable[str], old_tags: Iterable[str], new_tokens:
         kinds = [tag[2:] for tag in old_tags[a0:a1] if tag != "O"]
         if kinds:
             tags[b0:b1] = [f"B-{kinds[0]}"] + [f"I-{kinds[0]}"] * (b1 - b0 - 1)
-    for index, tag in enumerate(tags):  # an I- that now follows another kind (or nothing) begins a span
-        if tag.startswith("I-") and (index == 0 or tags[index - 1][2:] != tag[2:]):
-            tags[index] = "B-" + tag[2:]
-    return tuple(tags)
+    return repair_bio(tags)  # an I- that now follows another kind (or nothing) begins a span
 
 
 def _realign_votes(

@@ -57,14 +57,8 @@ def domain_weights(examples: Sequence[Example], base_weights: Sequence[float] | 
     [0.5, 0.5, 1.0, 2.0]
     """
     base = np.ones(len(examples)) if base_weights is None else _checked(base_weights, len(examples))
-    totals: Counter = Counter()
-    for example, weight in zip(examples, base, strict=True):
-        totals[example.assistant] += weight
-    grand = base.sum()
-    weights = np.array(
-        [w * grand / (len(totals) * totals[e.assistant]) for e, w in zip(examples, base, strict=True)]
-    )
-    return weights / weights.mean()
+    assistants = {example.assistant for example in examples}
+    return _with_shares(examples, base, dict.fromkeys(assistants, 1.0 / len(assistants)))
 
 
 def base_mix_weights(examples: Sequence[Example], weights: Sequence[float], n_base: int) -> np.ndarray:
@@ -83,15 +77,25 @@ def base_mix_weights(examples: Sequence[Example], weights: Sequence[float], n_ba
     if not 0 < n_base <= len(examples):
         raise ValueError(f"n_base must be within 1..{len(examples)}, got {n_base}")
     base_counts = Counter(example.assistant for example in examples[:n_base])
-    totals: Counter = Counter()
-    for example, weight in zip(examples, base, strict=True):
-        totals[example.assistant] += weight
+    totals = _totals(examples, base)
     grand = base.sum()
-    shares = {a: base_counts[a] / n_base for a in base_counts}
-    leftover = {a: totals[a] / grand for a in totals if a not in shares}
+    leftover = {a: totals[a] / grand for a in totals if a not in base_counts}  # assistants only the extras have
     scale = 1.0 - sum(leftover.values())
-    out = np.array([w * grand * (shares[e.assistant] * scale if e.assistant in shares else leftover[e.assistant])
-                    / totals[e.assistant] for e, w in zip(examples, base, strict=True)])
+    return _with_shares(examples, base, {**{a: n / n_base * scale for a, n in base_counts.items()}, **leftover})
+
+
+def _totals(examples: Sequence[Example], weights: np.ndarray) -> Counter:
+    totals: Counter = Counter()
+    for example, weight in zip(examples, weights, strict=True):
+        totals[example.assistant] += weight
+    return totals
+
+
+def _with_shares(examples: Sequence[Example], weights: np.ndarray, shares: dict[str, float]) -> np.ndarray:
+    """``weights`` rescaled per assistant so that each assistant's total is its share (then mean 1); inside an
+    assistant each example keeps its relative weight."""
+    totals = _totals(examples, weights)
+    out = np.array([w * shares[e.assistant] / totals[e.assistant] for e, w in zip(examples, weights, strict=True)])
     return out / out.mean()
 
 

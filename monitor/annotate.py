@@ -120,7 +120,7 @@ def annotate_topic(
     consumer = KafkaConsumer(
         settings.topics.utterances, bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group_id,
         enable_auto_commit=False, auto_offset_reset="earliest", client_id="nlumon-annotator",
-        max_poll_records=batch_size, consumer_timeout_ms=int(idle_timeout_s * 1000),
+        max_poll_records=batch_size,
     )
     client = connect(settings.clickhouse)
     bar = tqdm(total=max_events, unit="utt", desc="annotating", disable=not progress)
@@ -151,6 +151,9 @@ def annotate_topic(
         bar.close()
         consumer.close()
         client.disconnect()
+    dropped = sum(dedupe_examples(path) for path in report.files)  # a batch re-read after a crash, written again
+    if dropped:
+        report.counts["duplicate_lines_dropped"] = dropped
     return report
 
 

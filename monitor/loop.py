@@ -55,8 +55,8 @@ def annotate_step(
     settings: Any, *, package: Path | None, out: Path | None, assistants: str, aggregator: str,
     max_events: int | None, idle_timeout_s: float, names_path: Path | None, min_sessions: int,
     seed: int | None = None,
-) -> tuple[Any, Path]:
-    """Run the annotator over the topic; returns its report and the output folder."""
+) -> Any:
+    """Run the annotator over the topic and propose frequent person names; returns its report."""
     from labeling.annotation.build import build_annotator
     from labeling.names import NameDictionary, default_names_path
     from monitor.annotate import annotate_topic
@@ -79,7 +79,7 @@ def annotate_step(
     typer.echo(f"  {report.summary()}")
     typer.echo(f"  examples: {', '.join(str(p) for p in report.files) or 'none'}; {len(frequent)} name(s) seen in "
                f">= {min_sessions} sessions, {added} newly proposed in {names.path}")
-    return report, out
+    return report
 
 
 @loop_app.command("annotate")
@@ -143,7 +143,7 @@ def run_command(
     if skip_annotate:
         typer.echo("  skipped (--skip-annotate)")
     else:
-        report, _ = annotate_step(settings, package=champion, out=None, assistants=assistants, aggregator=aggregator,
+        report = annotate_step(settings, package=champion, out=None, assistants=assistants, aggregator=aggregator,
                                   max_events=max_events, idle_timeout_s=idle_timeout_s, names_path=names_path,
                                   min_sessions=min_sessions, seed=seed)
         files += report.files

@@ -40,7 +40,7 @@ from labeling.annotation.base import (
 from labeling.annotation.routing import DEFAULT_AUDIT_RATE, DEFAULT_MARGIN, AnnotatedUtterance, route
 from labeling.annotation.surrogate import surrogate
 from labeling.items import LabelingItem
-from model_runtime.data.bio import bio_spans
+from model_runtime.data.bio import bio_spans, repair_bio
 from model_runtime.data.extra import ExtraExamplesError, parse_row
 
 log = logging.getLogger(__name__)
@@ -277,10 +277,7 @@ def merged_tags(model_tags: Sequence[str], labels: Sequence[str]) -> tuple[str, 
             tags.append("O")  # the aggregate overrules the model's entity
         else:
             tags.append(tag)
-    for index, tag in enumerate(tags):  # an I- that no longer follows its kind begins a span
-        if tag.startswith("I-") and (index == 0 or tags[index - 1][2:] != tag[2:]):
-            tags[index] = "B-" + tag[2:]
-    return tuple(tags)
+    return repair_bio(tags)  # an I- that no longer follows its kind begins a span
 
 
 def gold_labels(tags: Sequence[str]) -> tuple[str, ...]:

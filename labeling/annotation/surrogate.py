@@ -31,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from model_runtime.data.bio import bio_spans
 from nlumon.pii import PLACEHOLDER, brand_names, find_pii, given_names, surnames
 
 MARKER = "<PERSON>"
@@ -91,7 +92,7 @@ def surrogate(tokens: Sequence[str], tags: Sequence[str], rng: random.Random) ->
     tokens, tags = tuple(tokens), tuple(tags)
     if len(tokens) != len(tags):
         raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags")
-    spans = [(start, end) for kind, start, end in _person_spans(tags) if kind == "person"]
+    spans = [(start, end) for kind, start, end in bio_spans(tags) if kind == "person"]
     # 1. scan the text with every person span masked: what the scan still finds is data the annotator missed
     masked = list(tokens)
     for start, end in spans:
@@ -113,14 +114,3 @@ def surrogate(tokens: Sequence[str], tags: Sequence[str], rng: random.Random) ->
 def _word(token: str) -> str:
     return _EDGE.match(token).group(2).casefold()
 
-
-def _person_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    spans, start = [], None
-    for index, tag in enumerate((*tags, "O")):
-        inside = tag in ("B-person", "I-person")
-        if start is not None and (not inside or tag == "B-person"):
-            spans.append(("person", start, index))
-            start = None
-        if inside and start is None:
-            start = index
-    return spans

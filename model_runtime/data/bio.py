@@ -57,3 +57,17 @@ def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     if kind is not None:
         spans.append((kind, start, len(tags)))
     return spans
+
+
+def repair_bio(tags: Sequence[str]) -> tuple[str, ...]:
+    """``tags`` with every ``I-`` that does not continue a span of its own type turned into ``B-`` (after tags
+    were replaced or merged, a span's inside may no longer follow its start).
+
+    >>> repair_bio(["I-person", "O", "I-brand", "B-person", "I-brand"])
+    ('B-person', 'O', 'B-brand', 'B-person', 'B-brand')
+    """
+    repaired = list(tags)
+    for index, tag in enumerate(repaired):
+        if tag.startswith("I-") and (index == 0 or repaired[index - 1][2:] != tag[2:]):
+            repaired[index] = "B-" + tag[2:]
+    return tuple(repaired)
