@@ -136,7 +136,8 @@ def pii_events(seed: int) -> tuple[list[tuple[bytes, bytes]], list[str], list[st
     """Associate utterances that name people, with an e-mail, a phone or a card number appended."""
     from model_runtime.data.retail import GeneratorConfig, generate
 
-    examples = generate(GeneratorConfig(n=60, seed=seed, intents=("check_shift", "swap_shift", "find_coworker")))
+    # 90 utterances: enough that every seed plants at least 40 names (60 gave 37 to 53)
+    examples = generate(GeneratorConfig(n=90, seed=seed, intents=("check_shift", "swap_shift", "find_coworker")))
     records, ids, names = [], [], []
     for index, example in enumerate(examples):
         secret = list(secrets(seed).values())[index % 3]
