@@ -2,11 +2,19 @@
 
 Points are grouped by rule + scope (``rule|assistant`` or ``rule|*`` for global rules) and by window:
 a burst of points for the same group inside one window is one observation (the worst value), so one
-incident makes one alert. ``for_windows`` consecutive breaching windows fire; while firing, a reminder
-(``repeat``) goes out at most once per cooldown, measured in window time so that a replay behaves like
-the live run; the first window that no longer breaches resolves. State, stored events and the outbox
-rows for the rule's receivers are written in one SQLite transaction, so a crash loses or duplicates
-nothing, and state survives a restart.
+incident makes one alert. A point with a ``subject`` (an intent, for per-subject metrics such as
+``conversion_drop``) adds it to the group (``rule|assistant|subject``), so two intents that stop converting
+are two alerts; points without one keep the keys above, so stored state stays valid.
+
+A rule judges only the points it :meth:`~alerts.rules.Rule.admits` (a ``low_conversion`` rule: the top
+subjects by traffic). A point it does not admit is skipped, unless its group already has state: then it
+counts as a window that does not breach (a firing subject that left the top traffic resolves; a streak
+breaks), so no alert stays firing because its points stopped qualifying.
+
+``for_windows`` consecutive breaching windows fire; while firing, a reminder (``repeat``) goes out at most
+once per cooldown, measured in window time so that a replay behaves like the live run; the first window
+that no longer breaches resolves. State, stored events and the outbox rows for the rule's receivers are
+written in one SQLite transaction, so a crash loses or duplicates nothing, and state survives a restart.
 
     >>> import os, tempfile
     >>> from datetime import datetime, timedelta, timezone
@@ -68,6 +76,7 @@ class _Observation:
     group_key: str
     point: MetricPoint
     points: int = field(default=1)
+    admitted: bool = True  # False: the rule does not judge this point (see Rule.admits)
 
 
 class AlertEngine:
@@ -89,6 +98,8 @@ class AlertEngine:
         with self.store.transaction() as conn:
             states = _load_states(conn, {obs.group_key for obs in observations})
             for obs in observations:
+                if not obs.admitted and obs.group_key not in states:
+                    continue  # a subject this rule does not watch, and never did
                 state = states.setdefault(obs.group_key, GroupState())
                 event = _step(obs, state)
                 if event is not None:
@@ -112,7 +123,7 @@ class AlertEngine:
         return events
 
     def state(self, group_key: str) -> GroupState | None:
-        """The stored state of one group (``rule|assistant`` or ``rule|*``), or None if never seen."""
+        """The stored state of one group (``rule|assistant``, ``rule|*``, + ``|subject``), or None if never seen."""
         with self.store.transaction() as conn:
             return _load_states(conn, {group_key}).get(group_key)
 
@@ -123,17 +134,36 @@ class AlertEngine:
                 log.warning("ignoring a non-numeric or NaN value for metric %s", point.metric)
                 continue
             for rule in self._by_metric.get(point.metric, ()):
-                scope = (point.assistant or "*") if rule.scope == "per_assistant" else "*"
-                key = f"{rule.name}|{scope}"
+                key = group_key(rule, point)
+                admitted = rule.admits(point)
                 slot = (key, point.window_start, point.window_end)
                 seen = merged.get(slot)
                 if seen is None:
-                    merged[slot] = _Observation(rule, key, point)
-                else:
-                    seen.points += 1
-                    if rule.worse(seen.point.value, point.value) != seen.point.value:
-                        seen.point = point
+                    merged[slot] = _Observation(rule, key, point, admitted=admitted)
+                    continue
+                seen.points += 1
+                # an admitted point wins over one the rule does not judge; among equals, the worse value
+                worse = rule.worse(seen.point.value, point.value) != seen.point.value
+                if (admitted and not seen.admitted) or (admitted == seen.admitted and worse):
+                    seen.point, seen.admitted = point, admitted
         return sorted(merged.values(), key=lambda o: (o.point.window_end, o.point.window_start, o.group_key))
+
+
+def group_key(rule: Rule, point: MetricPoint) -> str:
+    """The alert group of ``point`` under ``rule``: ``rule|assistant`` (``rule|*`` for a global rule or the
+    whole traffic), then ``|subject`` when the point has one.
+
+    >>> from datetime import datetime
+    >>> t = datetime(2026, 1, 1)
+    >>> rule = Rule("r", "conversion_drop", ">=", 0.15)
+    >>> group_key(rule, MetricPoint("conversion_drop", 0.3, t, t, "shopper", subject="track_order"))
+    'r|shopper|track_order'
+    >>> group_key(rule, MetricPoint("conversion_drop", 0.3, t, t, None))
+    'r|*'
+    """
+    scope = (point.assistant or "*") if rule.scope == "per_assistant" else "*"
+    key = f"{rule.name}|{scope}"
+    return key if point.subject is None else f"{key}|{point.subject}"
 
 
 def _load_states(conn: sqlite3.Connection, keys: set[str]) -> dict[str, GroupState]:
@@ -149,7 +179,7 @@ def _step(obs: _Observation, state: GroupState) -> AlertEvent | None:
     """Advance one group by one window observation; return the event to send, if any."""
     point, rule = obs.point, obs.rule
     start, end = point.window_start.isoformat(), point.window_end.isoformat()
-    breached = rule.breached(point.value)
+    breached = obs.admitted and rule.breached(point.value)
     if state.last_window_end is not None:
         last_end = datetime.fromisoformat(state.last_window_end)
         if point.window_end < last_end:
@@ -223,6 +253,7 @@ def _event(obs: _Observation, state: GroupState, status: AlertStatus) -> AlertEv
         evidence=evidence,
         receivers=rule.receivers,
         description=rule.description,
+        subject=point.subject,
     )
 
 

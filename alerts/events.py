@@ -3,8 +3,8 @@
     >>> from datetime import datetime, timezone
     >>> t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     >>> point = MetricPoint("ood_rate", 0.2, t0, t0, "shopper", {"threshold": 0.1})
-    >>> point.metric, point.assistant
-    ('ood_rate', 'shopper')
+    >>> point.metric, point.assistant, point.subject
+    ('ood_rate', 'shopper', None)
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ class MetricPoint:
     ``assistant`` is ``None`` for a metric that is not per assistant (consumer lag, DLQ rate).
     ``evidence`` carries what a human needs to judge the alert: thresholds, links to the Evidently
     report or dashboard, example utterances (already scrubbed of PII upstream).
+    ``subject`` is what inside the traffic the value is about (an intent, ``ood``) for metrics that come
+    once per subject, such as ``conversion_drop``: each subject is then its own alert group, so an
+    intent that stops converting is one alert of its own. ``None`` for every other metric.
     """
 
     metric: str
@@ -33,11 +36,12 @@ class MetricPoint:
     window_end: datetime
     assistant: str | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """One notification-worthy change of an alert group (rule + scope).
+    """One notification-worthy change of an alert group (rule + scope, + subject for per-subject metrics).
 
     ``id`` is deterministic (rule, group, status, window): evaluating the same points twice gives
     the same id, so the outbox and the receivers deduplicate replays.
@@ -62,6 +66,7 @@ class AlertEvent:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     receivers: tuple[str, ...] = ()
     description: str = ""
+    subject: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings)."""

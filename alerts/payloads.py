@@ -67,9 +67,17 @@ def render(event: Mapping[str, Any], fmt: str) -> bytes:
 
 
 def headline(event: Mapping[str, Any], escape: Callable[[str], str] = str) -> str:
-    """One line that says what happened, for chat and logs; ``escape`` is applied to every field's text."""
+    """One line that says what happened, for chat and logs; ``escape`` is applied to every field's text.
+
+    >>> headline({"status": "firing", "severity": "warning", "rule": "low-conv", "assistant": "shopper",
+    ...           "subject": "track_order", "metric": "conversion_drop", "condition": ">=", "value": 0.42,
+    ...           "threshold": 0.15})
+    ':warning: [WARNING] low-conv firing for shopper on track_order: conversion_drop = 0.42 (>= 0.15)'
+    """
     icon = ":white_check_mark:" if event["status"] == "resolved" else _ICONS.get(event["severity"], "")
     where = f" for {escape(str(event['assistant']))}" if event.get("assistant") else ""
+    if event.get("subject"):  # per-subject metrics (conversion_drop): which intent, or ood
+        where += f" on {escape(str(event['subject']))}"
     rule, status, metric, condition = (escape(str(event[k])) for k in ("rule", "status", "metric", "condition"))
     return (
         f"{icon} [{escape(str(event['severity']).upper())}] {rule} {status}{where}: "

@@ -20,6 +20,32 @@ A rule file is a mapping with a ``rules`` list::
     Traceback (most recent call last):
     ...
     alerts.rules.RuleError: x.yaml:2: rule 'r': condition must be one of >, >=, <, <= (got '=>')
+
+A rule has a ``kind``: ``threshold`` (the default, the form above) or ``low_conversion`` — "high traffic,
+low conversion": it watches the metric ``conversion_drop`` (baseline conversion rate minus the window's, per
+subject: an intent or ``ood``; see ``monitor/conversion.py``), only for the ``top_n`` subjects with the most
+traffic in the window that have at least ``min_traffic`` utterances in it and ``min_baseline_traffic`` in
+the baseline, and fires when the drop is at least ``margin`` (absolute, in rate points). Each subject is
+its own alert group. It has no ``condition`` or ``threshold`` (``margin`` is its threshold)::
+
+    rules:
+      - name: high-traffic-low-conversion
+        kind: low_conversion
+        top_n: 10
+        min_traffic: 50
+        min_baseline_traffic: 500
+        margin: 0.15
+        for_windows: 3
+        receivers: [ml-team]
+
+    >>> rule = parse_rules('rules:\\n  - {name: c, kind: low_conversion, margin: 0.15, top_n: 5}\\n')[0]
+    >>> rule.metric, rule.condition, rule.threshold, rule.top_n, rule.min_traffic
+    ('conversion_drop', '>=', 0.15, 5, 50)
+    >>> bad = 'rules:\\n  - {name: c, kind: low_conversion, margin: 0.15, threshold: 0.2}\\n'
+    >>> parse_rules(bad, "x.yaml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    alerts.rules.RuleError: x.yaml:2: rule 'c': field(s) threshold not used by kind low_conversion (margin is ...
 """
 
 from __future__ import annotations
@@ -33,6 +59,8 @@ from typing import Any
 
 import yaml
 
+from alerts.events import MetricPoint
+
 CONDITIONS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -44,9 +72,13 @@ SEVERITIES = ("info", "warning", "critical")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _METRIC = re.compile(r"^[a-z][a-z0-9_.]*$")
+THRESHOLD, LOW_CONVERSION = "threshold", "low_conversion"
+KINDS = (THRESHOLD, LOW_CONVERSION)
+CONVERSION_DROP = "conversion_drop"  # the metric of low_conversion rules (monitor/conversion.py emits it)
+_COMMON_FIELDS = {"name", "kind", "for_windows", "scope", "severity", "cooldown", "receivers", "description"}
 _FIELDS = {
-    "name", "metric", "condition", "threshold", "for_windows", "scope", "severity", "cooldown", "receivers",
-    "description",
+    THRESHOLD: _COMMON_FIELDS | {"metric", "condition", "threshold"},
+    LOW_CONVERSION: _COMMON_FIELDS | {"metric", "margin", "top_n", "min_traffic", "min_baseline_traffic"},
 }
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.yaml")
 
@@ -69,10 +101,27 @@ class Rule:
     cooldown_s: float = 1800.0
     receivers: tuple[str, ...] = ()
     description: str = ""
+    kind: str = THRESHOLD
+    top_n: int = 10  # the fields below apply to kind low_conversion only
+    min_traffic: int = 50
+    min_baseline_traffic: int = 500
 
     def breached(self, value: float) -> bool:
         """Whether ``value`` meets the rule's condition (NaN never does)."""
         return CONDITIONS[self.condition](value, self.threshold)
+
+    def admits(self, point: MetricPoint) -> bool:
+        """Whether this rule judges ``point`` at all: a threshold rule every point of its metric; a
+        low_conversion rule a subject's point whose evidence says it is among the ``top_n`` subjects by
+        traffic (``rank``, 1 = most) with at least ``min_traffic`` utterances (``traffic``) and
+        ``min_baseline_traffic`` in its baseline (``baseline_traffic``)."""
+        if self.kind != LOW_CONVERSION:
+            return True
+        evidence = point.evidence
+        rank, traffic, baseline = (evidence.get(key) for key in ("rank", "traffic", "baseline_traffic"))
+        if point.subject is None or not all(_is_number(v) for v in (rank, traffic, baseline)):
+            return False
+        return 1 <= rank <= self.top_n and traffic >= self.min_traffic and baseline >= self.min_baseline_traffic
 
     def worse(self, a: float, b: float) -> float:
         """The value of the two that is further into the alerting side (the one a burst reports)."""
@@ -154,30 +203,63 @@ def _rule_from_node(node: yaml.Node, source: str) -> Rule:
         at = key_lines.get(field, line) if field else line
         return RuleError(f"{source}:{at}: {label}: {message}")
 
-    unknown = sorted(set(map(str, data)) - _FIELDS)
+    kind = _check(data, "kind", fail, lambda v: v in KINDS, f"must be one of {', '.join(KINDS)}", default=THRESHOLD)
+    allowed = _FIELDS[kind]
+    unknown = sorted(set(map(str, data)) - allowed)
     if unknown:
-        raise fail(unknown[0], f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}")
-    for required in ("name", "metric", "condition", "threshold"):
-        if required not in data:
-            raise fail(None, f"missing field '{required}'")
+        other = set(unknown) <= _FIELDS[LOW_CONVERSION if kind == THRESHOLD else THRESHOLD]
+        why = (f"field(s) {', '.join(unknown)} not used by kind {kind}"
+               + (" (margin is its threshold)" if kind == LOW_CONVERSION else " (they are for kind low_conversion)")
+               if other else f"unknown field(s) {', '.join(unknown)}")
+        raise fail(unknown[0], f"{why}; allowed: {', '.join(sorted(allowed))}")
+    required = ("name", "metric", "condition", "threshold") if kind == THRESHOLD else ("name", "margin")
+    for field in required:
+        if field not in data:
+            raise fail(None, f"missing field '{field}'")
+    common = {
+        "name": _check(data, "name", fail, lambda v: isinstance(v, str) and v.strip() != "",
+                       "must be a non-empty string"),
+        "for_windows": _check(data, "for_windows", fail, lambda v: type(v) is int and v >= 1,
+                              "must be an integer >= 1", default=1),
+        "scope": _check(data, "scope", fail, lambda v: v in SCOPES, f"must be one of {', '.join(SCOPES)}",
+                        default="per_assistant"),
+        "severity": _check(data, "severity", fail, lambda v: v in SEVERITIES,
+                           f"must be one of {', '.join(SEVERITIES)}", default="warning"),
+        "cooldown_s": _duration(data, fail),
+        "receivers": tuple(_check(data, "receivers", fail, _is_name_list, "must be a list of receiver names",
+                                  default=[])),
+        "description": str(data.get("description", "")),
+    }
+    if kind == LOW_CONVERSION:
+        return _low_conversion_rule(data, fail, common)
     return Rule(
-        name=_check(data, "name", fail, lambda v: isinstance(v, str) and v.strip() != "", "must be a non-empty string"),
         metric=_check(data, "metric", fail, lambda v: isinstance(v, str) and bool(_METRIC.match(v)),
                       "must be a metric name such as ood_rate or drift.confidence"),
         condition=_check(data, "condition", fail, lambda v: v in CONDITIONS,
                          f"must be one of {', '.join(CONDITIONS)} (got {data.get('condition')!r})"),
         threshold=float(_check(data, "threshold", fail, _is_number, "must be a number")),
-        for_windows=_check(data, "for_windows", fail, lambda v: type(v) is int and v >= 1, "must be an integer >= 1",
-                           default=1),
-        scope=_check(data, "scope", fail, lambda v: v in SCOPES, f"must be one of {', '.join(SCOPES)}",
-                     default="per_assistant"),
-        severity=_check(data, "severity", fail, lambda v: v in SEVERITIES, f"must be one of {', '.join(SEVERITIES)}",
-                        default="warning"),
-        cooldown_s=_duration(data, fail),
-        receivers=tuple(_check(data, "receivers", fail, _is_name_list, "must be a list of receiver names",
-                               default=[])),
-        description=str(data.get("description", "")),
+        **common,
     )
+
+
+def _low_conversion_rule(data: dict, fail: Callable, common: dict[str, Any]) -> Rule:
+    """A ``kind: low_conversion`` rule: metric ``conversion_drop``, condition ``>=``, threshold ``margin``."""
+    _check(data, "metric", fail, lambda v: v == CONVERSION_DROP, f"must be {CONVERSION_DROP} for kind low_conversion")
+    margin = _check(data, "margin", fail, lambda v: _is_number(v) and 0 < v < 1,
+                    "must be a number between 0 and 1 (a drop in conversion rate, absolute)")
+    return Rule(
+        metric=CONVERSION_DROP, condition=">=", threshold=float(margin), kind=LOW_CONVERSION,
+        top_n=_check(data, "top_n", fail, _is_count(1), "must be an integer >= 1", default=Rule.top_n),
+        min_traffic=_check(data, "min_traffic", fail, _is_count(1), "must be an integer >= 1",
+                           default=Rule.min_traffic),
+        min_baseline_traffic=_check(data, "min_baseline_traffic", fail, _is_count(0), "must be an integer >= 0",
+                                    default=Rule.min_baseline_traffic),
+        **common,
+    )
+
+
+def _is_count(minimum: int) -> Callable[[Any], bool]:
+    return lambda value: type(value) is int and value >= minimum
 
 
 def _is_number(value: Any) -> bool:

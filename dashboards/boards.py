@@ -1,26 +1,25 @@
-"""The four nlumon dashboards: Live traffic, Model confidence, Drift & OOD, Alerts & labeling.
+"""The nlumon dashboards: Live traffic, Model confidence, Drift & OOD, Alerts & labeling, and the two of
+:mod:`dashboards.outcome_boards` (Routes & outcomes, Shadow & experiments).
 
 Every query is executed against a real ClickHouse by ``tests/integration/test_dashboards_sql.py``.
 
-    >>> [board.uid for board in all_dashboards()]
+    >>> [board.uid for board in all_dashboards()][:4]
     ['nlumon-live-traffic', 'nlumon-model-confidence', 'nlumon-drift-ood', 'nlumon-alerts-labeling']
+    >>> [board.uid for board in all_dashboards()][4:]
+    ['nlumon-routes-outcomes', 'nlumon-shadow-experiments']
 """
 
 from __future__ import annotations
 
-from dashboards.model import Annotation, Dashboard, Panel, Query, Variable
-from dashboards.queries import monitor_filter, table, time_series, traffic_filter
+from dashboards.model import Annotation, Dashboard, Panel, Query
+from dashboards.outcome_boards import routes_outcomes, shadow_experiments
+from dashboards.queries import ASSISTANT, MODEL_VERSION, monitor_filter, table, time_series, traffic_filter
 from dashboards.sql import bucket_columns, bucket_names, in_variable
 
 CONFIDENCE_EDGES = tuple(round(0.1 * i, 1) for i in range(1, 10))
 ENTROPY_EDGES = tuple(round(0.3 * i, 1) for i in range(1, 16))  # ln(#intents) is ~4 at most
 TOP_INTENTS = 8
 
-ASSISTANT = Variable("assistant", "Assistant", values=("shopper", "associate"))
-MODEL_VERSION = Variable(
-    "model_version", "Model version",
-    query="SELECT DISTINCT model_version FROM predictions WHERE $__timeFilter(ts) ORDER BY model_version",
-)
 PRED = traffic_filter()
 ULOG = traffic_filter(model=False)
 BY_ASSISTANT = ("assistant", "toString(assistant)")
@@ -220,4 +219,4 @@ FROM labeling_queue FINAL WHERE {queue_where} ORDER BY priority DESC, flagged_at
 
 
 def all_dashboards() -> list[Dashboard]:
-    return [live_traffic(), model_confidence(), drift_ood(), alerts_labeling()]
+    return [live_traffic(), model_confidence(), drift_ood(), alerts_labeling(), routes_outcomes(), shadow_experiments()]

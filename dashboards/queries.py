@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dashboards.model import Query
-from dashboards.sql import bucket, in_variable
+from dashboards.model import Query, Variable
+from dashboards.sql import ALL, bucket, in_variable
 
 # Tables whose rows may be written twice (ReplacingMergeTree): read with FINAL so nothing is counted twice.
+# (``experiments`` is one too, but its panels want the latest row of each experiment: they use argMax.)
 REPLACING = {"predictions", "utterance_log", "dead_letters", "model_versions", "monitor_windows", "drift_results",
-             "ood_clusters", "alert_events", "alert_deliveries", "labeling_queue", "slot_value_windows"}
+             "ood_clusters", "alert_events", "alert_deliveries", "labeling_queue", "slot_value_windows", "outcomes",
+             "shadow_predictions", "route_windows", "shadow_windows", "conversion_windows", "experiment_results"}
 
 # What the monitor calls the whole traffic of a window (the schema says 'all', the detector suite 'overall').
 WHOLE_TRAFFIC = ("all", "overall")
@@ -68,7 +70,27 @@ def table(sql: str, columns: tuple[str, ...]) -> Query:
     return Query(sql.strip(), "table", columns)
 
 
-# -- filters ---------------------------------------------------------------------------------------
+def series(sql: str, columns: tuple[str, ...]) -> Query:
+    """A time series written by hand (a join, say): ``time`` first, as :func:`time_series` returns it."""
+    return Query(sql.strip(), "time_series", columns)
+
+
+# -- variables and filters -------------------------------------------------------------------------
+# An experiment is in the range when it started before the range ends and was running, or stopped, in it; its
+# definition is the latest row of ``experiments`` (highest row_version).
+EXPERIMENT_IN_RANGE = ("argMax(started_at, row_version) <= $__toTime AND (argMax(status, row_version) = 'running' "
+                       "OR argMax(stopped_at, row_version) >= $__fromTime)")
+EXPERIMENTS_IN_RANGE = f"(SELECT name FROM experiments GROUP BY name HAVING {EXPERIMENT_IN_RANGE})"
+
+ASSISTANT = Variable("assistant", "Assistant", values=("shopper", "associate"))
+MODEL_VERSION = Variable(
+    "model_version", "Model version",
+    query="SELECT DISTINCT model_version FROM predictions WHERE $__timeFilter(ts) ORDER BY model_version",
+)
+EXPERIMENT = Variable("experiment", "Experiment", query=f"SELECT name FROM experiments GROUP BY name "
+                                                         f"HAVING {EXPERIMENT_IN_RANGE} ORDER BY name")
+
+
 def traffic_filter(time_column: str = "ts", *, model: bool = True) -> str:
     """Time range, assistant and (for predictions) model version, for per-utterance tables."""
     parts = [f"$__timeFilter({time_column})", in_variable("toString(assistant)", "assistant")]
@@ -90,3 +112,26 @@ def monitor_filter(time_column: str = "window_start", *, whole_when_all: bool = 
     else:
         assistant = in_variable("assistant", "assistant")
     return f"$__timeFilter({time_column}) AND {assistant}"
+
+
+def per_assistant(column: str = "assistant") -> str:
+    """The monitor's per-assistant rows only (not its whole-traffic rows), for panels with a line per assistant."""
+    whole = ", ".join(f"'{name}'" for name in WHOLE_TRAFFIC)
+    return f"{column} NOT IN ({whole})"
+
+
+def experiment_filter(column: str = "experiment") -> str:
+    """The chosen experiments; "All" means every experiment in the range (:data:`EXPERIMENTS_IN_RANGE`), not every
+    experiment ever run, so an old experiment's looks do not mix with the running one's."""
+    chosen = "${experiment:singlequote}"
+    return f"(('{ALL}' IN ({chosen}) AND {column} IN {EXPERIMENTS_IN_RANGE}) OR {column} IN ({chosen}))"
+
+
+def session_filter(horizon_s: int) -> str:
+    """For tables without an assistant (``outcomes``): the session had a prediction of the chosen assistant and
+    model version up to ``horizon_s`` before the range. With both variables at "All" no lookup is made."""
+    chosen = " AND ".join(f"'{ALL}' IN (${{{name}:singlequote}})" for name in ("assistant", "model_version"))
+    selected = f"{in_variable('toString(assistant)', 'assistant')} AND {in_variable('model_version', 'model_version')}"
+    sessions = (f"SELECT session_id FROM predictions FINAL WHERE ts >= $__fromTime - {horizon_s} AND ts <= $__toTime "
+                f"AND {selected}")
+    return f"(({chosen}) OR session_id IN ({sessions}))"

@@ -1,4 +1,5 @@
-"""Rows for the monitor's tables, derived from stored predictions, for tests and demos of the dashboards.
+"""Rows for the monitor's tables and issue 16's tables, derived from stored predictions, for tests and demos of
+the dashboards.
 
 The monitor job (``monitor/job.py``) did not exist when the dashboards were written, so the
 dashboard tests fill ``monitor_windows``, ``drift_results``, ``ood_clusters``, ``alert_events``,
@@ -8,6 +9,13 @@ per-window means, a two-sample KS statistic against the first window with its 5 
 linear-kernel MMD on the embedding sketch, OOD utterances grouped by predicted intent, and the
 labeling reasons of :mod:`labeling.flags` in simplified form. Not a detector: just realistic rows.
 
+The same way, :func:`outcome_rows` gives the tables of routes, outcomes, the shadow challenger, conversion and a
+session A/B experiment (issue 16) from the same predictions: the route the worker stored (or one derived from
+confidence and OOD, as the default policy would), one outcome per utterance from seeded draws whose odds depend on
+whether the model was "right" (not OOD and not among the least confident), a challenger that changes some of the
+least confident answers, sessions split into two arms by a hash of the session id, and the windows and looks the
+monitor and ``nlumon experiment status`` would compute from those rows.
+
     >>> ks_statistic([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
     0.0
     >>> ks_statistic([0.0, 0.1], [0.9, 1.0])
@@ -16,15 +24,18 @@ labeling reasons of :mod:`labeling.flags` in simplified form. Not a detector: ju
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from experiments.definition import Arm, Experiment
 from nlumon.schema import TABLES
 
 NUMERIC = ("confidence", "margin", "entropy", "energy", "token_count", "unk_rate")
@@ -214,22 +225,390 @@ def _queue_row(row: dict, window_start: datetime, version: int) -> dict[str, Any
             "row_version": version}
 
 
-def write_monitor_rows(client_factory: Any, start: datetime, end: datetime, window_s: int = 60) -> dict[str, int]:
-    """Read the predictions of [start, end] and write the derived monitor rows; return rows per table."""
+# -- issue 16: routes, outcomes, shadow, conversion, experiment ----------------------------------------------------
+OUTCOME_TABLES = ("predictions", "dead_letters", "outcomes", "shadow_predictions", "route_windows", "shadow_windows",
+                  "conversion_windows", "experiments", "experiment_results")
+ROUTES = ("fulfil", "clarify", "confirm", "escalate")
+# Odds of (task_completed, rephrased, escalated) after a right or a wrong answer, the rest abandoned; a clarify
+# is rephrased and an escalate escalated most of the time; a completed shopper utterance converts at CONVERTED.
+# The values of streams.outcome_sim.OutcomeModel, the replay's simulated assistant.
+RIGHT_ODDS = (0.75, 0.10, 0.03)
+WRONG_ODDS = (0.20, 0.45, 0.10)
+CLARIFY_REPHRASED, ESCALATE_ESCALATED, CONVERTED, RATED = 0.6, 0.9, 0.35, 0.4
+# The least confident share of a fill counts as wrong: ranks within the fill, so that a barely trained test model
+# (all confidences alike) still gives a mix. The challenger arm is the better model: wrong less often.
+WRONG_RANK = {"control": 0.3, "challenger": 0.2}
+EXPERIMENT_METRICS = ("task_completed", "converted", "escalated", "rephrased", "satisfaction")
+MIXTURE_VARIANCE = {"satisfaction": 0.25}  # mSPRT prior variance of the effect; 0.01 for rates
+BOUNDS = {"satisfaction": (1.0, 5.0)}  # of an interval; (0, 1) for rates
+NOT_STOPPED = datetime(1970, 1, 1)
+OUTCOME_DELAY_S = 300  # monitor.outcome_delay_s: conversion windows are scored this long after they end
+
+
+def draw(*parts: object) -> float:
+    """A uniform number in [0, 1) that depends only on ``parts``: the same rows always get the same draws.
+
+    >>> draw("s1", "kind") == draw("s1", "kind") != draw("s2", "kind")
+    True
+    """
+    digest = hashlib.blake2b("\x00".join(map(str, parts)).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def ranks(predictions: list[dict], column: str) -> dict[str, float]:
+    """Each utterance's rank of ``column`` within ``predictions``: 0 for the lowest, 1 for the highest."""
+    ordered = sorted(predictions, key=lambda row: (row[column], row["id"]))
+    last = max(len(ordered) - 1, 1)
+    return {row["id"]: index / last for index, row in enumerate(ordered)}
+
+
+def route_of(row: dict, confidence_rank: float, frustration_rank: float) -> tuple[str, list[str], list[float]]:
+    """The route the worker stored, or the default policy's in form (escalate when frustrated, clarify when OOD or
+    unsure, confirm a slot heard on a poor line, else fulfil), on ranks within the fill instead of thresholds."""
+    if row.get("route"):
+        return row["route"], list(row.get("route_heads", ())), list(row.get("route_scores", ()))
+    fired = []
+    if frustration_rank > 0.95:
+        fired.append(("frustration", float(row.get("frustration", 1.0))))
+    if row["is_ood"]:
+        fired.append(("is_ood", 1.0))
+    if confidence_rank < 0.1:
+        fired.append(("confidence", float(row["confidence"])))
+    asr = row.get("asr_confidence")
+    if asr is not None and asr < 0.8 and row["slot_types"]:
+        fired.append(("asr_confidence", float(asr)))
+    heads = [name for name, _ in fired]
+    if "frustration" in heads:
+        route = "escalate"
+    elif "is_ood" in heads or "confidence" in heads:
+        route = "clarify"
+    elif "asr_confidence" in heads:
+        route = "confirm"
+    else:
+        route = "fulfil"
+    return route, heads, [score for _, score in fired]
+
+
+def demo_experiment(name: str, started_at: datetime) -> Experiment:
+    """A 50/50 experiment of the champion (control) against a challenger package."""
+    return Experiment(name=name, started_at=started_at.replace(tzinfo=UTC),
+                      arms=[Arm(name="control", package_path=Path("models/current"), share=0.5),
+                            Arm(name="challenger", package_path=Path("models/challenger"), share=0.5)])
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _outcome_kind(row: dict, route: str, right: bool) -> str:
+    """The utterance's outcome: the route's effect first, else the odds of a right or a wrong answer."""
+    if route == "escalate" and draw(row["id"], "route") < ESCALATE_ESCALATED:
+        return "escalated"
+    if route == "clarify" and draw(row["id"], "route") < CLARIFY_REPHRASED:
+        return "rephrased"
+    roll = draw(row["id"], "kind")
+    for kind, share in zip(("task_completed", "rephrased", "escalated"), RIGHT_ODDS if right else WRONG_ODDS,
+                           strict=True):
+        if roll < share:
+            return kind
+        roll -= share
+    return "abandoned"
+
+
+def _converts(row: dict, kind: str) -> bool:
+    return kind == "task_completed" and str(row["assistant"]) == "shopper" and draw(row["id"], "converted") < CONVERTED
+
+
+def _outcome_events(row: dict, kind: str, right: bool, version: int) -> list[dict]:
+    """The utterance's outcome event (rated for a share), and a conversion after a completed purchase."""
+    ts = row["ts"] + timedelta(seconds=round(2 + 88 * draw(row["id"], "delay")))
+    stamp = int(row["ts"].replace(tzinfo=UTC).timestamp())  # ids differ between fills of the same scenario
+    satisfaction = None
+    if draw(row["id"], "rated") < RATED:
+        good = right and kind == "task_completed"
+        satisfaction = (4 if good else 1) + int(draw(row["id"], "score") * (2 if good else 3))
+    common = {"session_id": row["session_id"], "utterance_id": row["id"], "kafka_partition": 0, "kafka_offset": 0,
+              "row_version": version}
+    events = [{**common, "id": f"test-{row['id']}-{stamp}-outcome", "ts": ts, "ingested_at": ts + timedelta(seconds=1),
+               "kind": kind, "satisfaction": satisfaction, "value": None}]
+    if _converts(row, kind):
+        later = ts + (ts - row["ts"])
+        events.append({**common, "id": f"test-{row['id']}-{stamp}-converted", "ts": later,
+                       "ingested_at": later + timedelta(seconds=1), "kind": "converted", "satisfaction": None,
+                       "value": round(5 + 145 * draw(row["id"], "value"), 2)})
+    return events
+
+
+def _shadow_row(row: dict, route: str, confidence_rank: float, intents: list[str], version: int) -> dict:
+    """The challenger's answer beside the champion's: half of the least confident answers change intent (and
+    route), and a few lose their last slot."""
+    flips = confidence_rank < 0.3 and draw(row["id"], "shadow") < 0.5
+    others = [intent for intent in intents if intent != row["intent"]] or ["oos"]
+    intent = others[int(draw(row["id"], "other") * len(others))] if flips else row["intent"]
+    keep = len(row["slot_types"]) - (1 if row["slot_types"] and draw(row["id"], "slots") < 0.15 else 0)
+    challenger_route = ("clarify" if route == "fulfil" else "fulfil") if flips else route
+    return {"id": row["id"], "ts": row["ts"], "ingested_at": row["ts"] + timedelta(seconds=1),
+            "assistant": str(row["assistant"]), "session_id": row["session_id"], "role": "challenger",
+            "model_version": f"{row['model_version']}-challenger", "champion_version": row["model_version"],
+            "intent": intent, "confidence": round(min(1.0, row["confidence"] * (0.8 if flips else 1.05)), 6),
+            "ood_score": float(row.get("ood_score", 0.0)), "is_ood": row["is_ood"], "route": challenger_route,
+            "slot_types": list(row["slot_types"][:keep]), "slot_values": list(row["slot_values"][:keep]),
+            "champion_intent": row["intent"], "champion_route": route,
+            "champion_slot_types": list(row["slot_types"]), "intent_agrees": int(intent == row["intent"]),
+            "slots_agree": int(keep == len(row["slot_types"])), "route_agrees": int(challenger_route == route),
+            "inference_ms": round(float(row.get("inference_ms", 3.0)) * 1.3, 3), "row_version": version}
+
+
+def _groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """The whole traffic ('all') and each assistant with rows."""
+    groups = {"all": rows}
+    for name in ("shopper", "associate"):
+        members = [row for row in rows if str(row["assistant"]) == name]
+        if members:
+            groups[name] = members
+    return groups
+
+
+def _route_window_rows(start: datetime, end: datetime, group: str, rows: list[dict], routes: dict[str, str],
+                       version: int) -> list[dict]:
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[routes[row["id"]]] += 1
+    return [{"window_start": start, "window_end": end, "assistant": group, "model_version": rows[0]["model_version"],
+             "route": route, "rows": n, "share": n / len(rows), "scored_at": end, "row_version": version}
+            for route, n in sorted(counts.items())]
+
+
+def _shadow_window_rows(start: datetime, end: datetime, group: str, shadows: list[dict], version: int) -> list[dict]:
+    by_intent: dict[str, list[dict]] = defaultdict(list)
+    for row in shadows:
+        by_intent[""].append(row)
+        by_intent[row["champion_intent"]].append(row)
+    return [{"window_start": start, "window_end": end, "assistant": group, "intent": intent,
+             "champion_version": members[0]["champion_version"], "shadow_version": members[0]["model_version"],
+             "rows": len(members),
+             "intent_disagreement": 1 - float(np.mean([m["intent_agrees"] for m in members])),
+             "slot_disagreement": 1 - float(np.mean([m["slots_agree"] for m in members])),
+             "route_disagreement": 1 - float(np.mean([m["route_agrees"] for m in members])),
+             "scored_at": end, "row_version": version}
+            for intent, members in sorted(by_intent.items())]
+
+
+def _subjects(row: dict) -> list[tuple[str, str]]:
+    """What a conversion window counts the utterance under: its intent, and its OOD cluster if it has one."""
+    subjects = [("intent", row["intent"])]
+    if row["is_ood"] or row["confidence"] < 0.4:  # the clusters of _cluster_rows
+        subjects.append(("ood_cluster", f"ood-{row['intent']}"))
+    return subjects
+
+
+def _conversion_window_rows(start: datetime, end: datetime, group: str, rows: list[dict], converted: set[str],
+                            baseline: dict[tuple[str, str, str], tuple[float, int]], version: int) -> list[dict]:
+    """Traffic and conversions per subject; the baseline is what the subject converted at over the whole fill had
+    the model been right on every utterance (the healthy days before)."""
+    traffic: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in rows:
+        for subject in _subjects(row):
+            traffic[subject].append(row["id"])
+    out = []
+    for (kind, subject), ids in sorted(traffic.items()):
+        hits = sum(1 for utterance in ids if utterance in converted)
+        rate, reference = baseline[(group, kind, subject)]
+        out.append({"window_start": start, "window_end": end, "assistant": group, "subject_kind": kind,
+                    "subject": subject, "traffic": len(ids), "converted": hits, "rate": hits / len(ids),
+                    "baseline_rate": rate, "baseline_traffic": reference,
+                    "scored_at": end + timedelta(seconds=OUTCOME_DELAY_S), "row_version": version})
+    return out
+
+
+def _baselines(rows: list[dict], routes: dict[str, str]) -> dict[tuple[str, str, str], tuple[float, int]]:
+    """(group, subject kind, subject) -> (conversion rate had every answer been right, traffic) over ``rows``."""
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for group, members in _groups(rows).items():
+        for row in members:
+            would_convert = _converts(row, _outcome_kind(row, routes[row["id"]], right=True))
+            for kind, subject in _subjects(row):
+                counts[(group, kind, subject)][0] += int(would_convert)
+                counts[(group, kind, subject)][1] += 1
+    return {key: (hits / total, total) for key, (hits, total) in counts.items()}
+
+
+def _msprt_p(difference: float, variance: float, mixture_variance: float) -> float:
+    """The always-valid p-value of one look (mSPRT with a normal mixture, Johari et al. 2017): 1 / likelihood ratio."""
+    if variance <= 0:
+        return 1.0
+    total = variance + mixture_variance
+    exponent = min(difference ** 2 * mixture_variance / (2 * variance * total), 700.0)  # no overflow
+    ratio = math.sqrt(variance / total) * math.exp(exponent)
+    return min(1.0, 1.0 / ratio)
+
+
+def _session_values(sessions: dict[str, list[dict]], metric: str, look: datetime) -> list[float]:
+    """Per session, the metric over the outcomes known at ``look``: the share of its utterances with that kind,
+    or the mean rating."""
+    values = []
+    for events in sessions.values():
+        known = [e for e in events if e["ts"] <= look]
+        if metric == "satisfaction":
+            ratings = [e["satisfaction"] for e in known if e["satisfaction"] is not None]
+            if ratings:
+                values.append(float(np.mean(ratings)))
+            continue
+        outcomes = [e for e in known if e["kind"] != "converted"]
+        if outcomes:
+            kinds = {(e["utterance_id"], e["kind"]) for e in known}
+            values.append(sum((e["utterance_id"], metric) in kinds for e in outcomes) / len(outcomes))
+    return values
+
+
+def _look_rows(experiment: Experiment, look: datetime, arms: dict[str, dict[str, list[dict]]],
+               smallest_p: dict[tuple[str, str], float], version: int) -> list[dict]:
+    """One look at the experiment: per arm and metric the session mean, its 95 % interval, the always-valid p-value
+    against the control (never rising between looks), and the SRM p-value of the sessions per arm."""
+    counts = {arm.name: len(arms[arm.name]) for arm in experiment.arms}
+    total = sum(counts.values())
+    chi2 = sum((counts[arm.name] - total * arm.share) ** 2 / (total * arm.share) for arm in experiment.arms)
+    srm_p = math.erfc(math.sqrt(chi2 / 2))  # two arms: one degree of freedom
+    stats: dict[tuple[str, str], tuple[float, float, int]] = {}
+    for arm in experiment.arms:
+        for metric in EXPERIMENT_METRICS:
+            values = _session_values(arms[arm.name], metric, look)
+            if len(values) >= 2:
+                stats[(arm.name, metric)] = (float(np.mean(values)), float(np.var(values, ddof=1)), len(values))
+    rows = []
+    for (arm, metric), (mean, variance, n) in sorted(stats.items()):
+        control = stats.get((experiment.control.name, metric))
+        p_value = 1.0
+        if arm != experiment.control.name and control is not None:
+            difference, spread = mean - control[0], variance / n + control[1] / control[2]
+            p_value = min(smallest_p.get((arm, metric), 1.0),
+                          _msprt_p(difference, spread, MIXTURE_VARIANCE.get(metric, 0.01)))
+            smallest_p[(arm, metric)] = p_value
+        half, (lowest, highest) = 1.96 * math.sqrt(variance / n), BOUNDS.get(metric, (0.0, 1.0))
+        rows.append({"experiment": experiment.name, "ts": look, "arm": arm, "metric": metric,
+                     "sessions": counts[arm], "value": mean, "low": max(mean - half, lowest),
+                     "high": min(mean + half, highest),
+                     "p_value": p_value, "srm_p_value": srm_p, "decision": "", "row_version": version})
+    primary = [r for r in rows if r["metric"] == experiment.primary_metric and r["arm"] != experiment.control.name]
+    decided = next((r for r in primary if r["p_value"] < experiment.stop.alpha), None)
+    if decided is None:
+        decision = "continue"
+    else:
+        control_value = next((r["value"] for r in rows if r["metric"] == experiment.primary_metric
+                              and r["arm"] == experiment.control.name), decided["value"])
+        decision = f"{decided['arm'] if decided['value'] > control_value else experiment.control.name} wins"
+    for row in rows:
+        row["decision"] = decision
+    return rows
+
+
+def _experiment_rows(experiment: Experiment, versions: list[str], stopped_at: datetime, version: int) -> list[dict]:
+    """The experiment as ``nlumon experiment start`` and then ``stop`` store it: two rows, the later one wins."""
+    stopped = experiment.model_copy(update={"status": "stopped", "stopped_at": stopped_at.replace(tzinfo=UTC),
+                                            "stop_reason": "test range ended"})
+    rows = []
+    for offset, state in enumerate((experiment, stopped)):
+        rows.append({"name": state.name, "status": state.status, "arms": [arm.name for arm in state.arms],
+                     "shares": [arm.share for arm in state.arms],
+                     "model_versions": versions,
+                     "started_at": _naive(state.started_at),
+                     "stopped_at": _naive(state.stopped_at) if state.stopped_at else NOT_STOPPED,
+                     "definition": state.model_dump_json(), "updated_at": _naive(state.stopped_at or state.started_at),
+                     "row_version": version + offset})
+    return rows
+
+
+def _dead_letter_rows(sessions: dict[str, list[dict]], experiment: Experiment, version: int) -> list[dict]:
+    """A dead letter for a tenth of the sessions, at its first utterance, with the session's arm."""
+    rows = []
+    for session, members in sorted(sessions.items()):
+        first = min(members, key=lambda row: row["ts"])
+        if draw(session, first["ts"], "dead letter") >= 0.1:
+            continue
+        digest = hashlib.sha256(f"{session}{first['ts']}".encode()).hexdigest()
+        rows.append({"ts": first["ts"], "source_topic": f"utterances-{experiment.name}", "kafka_partition": 0,
+                     "kafka_offset": len(rows), "reason": "invalid record: text must not be empty",
+                     "original_bytes": 120, "original_hash": digest, "experiment": experiment.name,
+                     "arm": experiment.arm_of(session)})
+    return rows
+
+
+def outcome_rows(predictions: list[dict], window_s: int = 60, *, version: int = 1) -> dict[str, list[dict]]:
+    """Rows for every table of :data:`OUTCOME_TABLES` from ``predictions`` (dicts with the ``predictions`` columns;
+    :data:`PREDICTION_FIELDS`, ``session_id`` and the optional route columns suffice except for ``predictions``,
+    whose rows are the input stamped with the route, the experiment and the arm, one row_version higher)."""
+    rows = [{**row, "ts": _naive(row["ts"])} for row in sorted(predictions, key=lambda r: (r["ts"], r["id"]))]
+    confidence = ranks(rows, "confidence")
+    frustration = ranks([{**r, "frustration": r.get("frustration", -1.0)} for r in rows], "frustration")
+    routes_of = {r["id"]: route_of(r, confidence[r["id"]], frustration[r["id"]]) for r in rows}
+    routes = {utterance: decision[0] for utterance, decision in routes_of.items()}
+    first = _window_of(rows[0]["ts"], window_s)
+    experiment = demo_experiment(f"dashboards-{first:%Y%m%dT%H%M%S}", first)
+    intents = sorted({r["intent"] for r in rows})
+    tables: dict[str, list[dict]] = {name: [] for name in OUTCOME_TABLES}
+    sessions: dict[str, list[dict]] = defaultdict(list)
+    arms: dict[str, dict[str, list[dict]]] = {arm.name: {} for arm in experiment.arms}
+    converted: set[str] = set()
+    for row in rows:
+        arm = experiment.arm_of(row["session_id"])
+        route, heads, scores = routes_of[row["id"]]
+        tables["predictions"].append({**row, "route": route, "route_heads": heads, "route_scores": scores,
+                                      "experiment": experiment.name, "arm": arm,
+                                      "row_version": row.get("row_version", 0) + 1})
+        right = not row["is_ood"] and confidence[row["id"]] >= WRONG_RANK[arm]
+        events = _outcome_events(row, _outcome_kind(row, route, right), right, version)
+        tables["outcomes"] += events
+        converted.update(e["utterance_id"] for e in events if e["kind"] == "converted")
+        arms[arm].setdefault(row["session_id"], []).extend(events)
+        sessions[row["session_id"]].append(row)
+        tables["shadow_predictions"].append(_shadow_row(row, route, confidence[row["id"]], intents, version))
+    for offset, event in enumerate(tables["outcomes"]):
+        event["kafka_offset"] = offset
+    shadows = {row["id"]: row for row in tables["shadow_predictions"]}
+    baseline = _baselines(rows, routes)
+    windows: dict[datetime, list[dict]] = defaultdict(list)
+    for row in rows:
+        windows[_window_of(row["ts"], window_s)].append(row)
+    smallest_p: dict[tuple[str, str], float] = {}
+    for start in sorted(windows):
+        end = start + timedelta(seconds=window_s)
+        for group, members in _groups(windows[start]).items():
+            tables["route_windows"] += _route_window_rows(start, end, group, members, routes, version)
+            tables["shadow_windows"] += _shadow_window_rows(start, end, group, [shadows[m["id"]] for m in members],
+                                                            version)
+            tables["conversion_windows"] += _conversion_window_rows(start, end, group, members, converted, baseline,
+                                                                    version)
+        seen = {arm: {s: e for s, e in by_session.items() if min(r["ts"] for r in sessions[s]) < end}
+                for arm, by_session in arms.items()}
+        tables["experiment_results"] += _look_rows(experiment, end, seen, smallest_p, version)
+    last_end = max(windows) + timedelta(seconds=window_s)
+    champion = rows[0]["model_version"]
+    tables["experiments"] = _experiment_rows(experiment, [champion, f"{champion}-challenger"], last_end, version)
+    tables["dead_letters"] = _dead_letter_rows(sessions, experiment, version)
+    return tables
+
+
+def write_monitor_rows(client_factory: Any, start: datetime, end: datetime,
+                       window_s: int = 60) -> dict[str, list[dict]]:
+    """Read the predictions of [start, end], write the derived rows of :func:`monitor_rows` and :func:`outcome_rows`
+    (the predictions again, stamped with route and arm); return the rows written per table."""
     from streams.sink import ClickHouseSink
 
+    columns = table_columns("predictions")
     client = client_factory()
     try:
         found = client.execute(
-            f"SELECT {', '.join(PREDICTION_FIELDS)} FROM predictions FINAL WHERE ts >= %(start)s AND ts <= %(end)s",
+            f"SELECT {', '.join(columns)} FROM predictions FINAL WHERE ts >= %(start)s AND ts <= %(end)s",
             {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)})
     finally:
         client.disconnect()
-    predictions = [dict(zip(PREDICTION_FIELDS, row, strict=True)) for row in found]
-    tables = monitor_rows(predictions, window_s)
-    sink = ClickHouseSink(client_factory, columns={t: table_columns(t) for t in MONITOR_TABLES}, batch_rows=10_000)
+    predictions = [dict(zip(columns, row, strict=True)) for row in found]
+    for row in predictions:
+        row["assistant"] = str(row["assistant"])
+    tables = {**monitor_rows(predictions, window_s), **outcome_rows(predictions, window_s)}
+    sink = ClickHouseSink(client_factory, columns={t: table_columns(t) for t in tables}, batch_rows=10_000)
     for table, rows in tables.items():
         for row in rows:
             sink.add(table, row)
     sink.close()
-    return {table: len(rows) for table, rows in tables.items()}
+    return tables

@@ -12,6 +12,12 @@ per-row slots, see ``model_runtime.reference``): chi² on the slot-type mix (``s
 slots are dropped, like text-channel rows for ``asr_confidence``). A group whose reference has fewer than two
 windows' worth of rows with slots gets no slot-confidence detector.
 
+The route decision (``route``: fulfil, clarify, confirm, escalate; ``streams.routing``) is a categorical
+feature like the intent (chi² on the route mix) when the reference rows carry it. Rows without a decision
+(route ``''``: stored before the routing policy, or by a worker without one) are left out on both sides, so
+a window of such rows is skipped for it ("0 rows with a value"), never drifted; a group whose reference has
+fewer than two windows' worth of decided rows (a package reference has none) gets no route detector.
+
 ``package_stats`` (from the model package, optional) may hold ``ood_threshold`` (on ``ood_score``) and
 ``accuracy`` (the reference accuracy measured with labels); without them the OOD threshold is inferred from
 the reference ``ood_score`` at ``ood_fpr`` and the accuracy comes from a boolean ``correct`` column.
@@ -37,6 +43,8 @@ OVERALL = "overall"
 ASSISTANTS = ("shopper", "associate")  # the retail corpus's assistants; groups come from the data (assistants_in)
 OPTIONAL_NUMERIC = ("asr_confidence",)  # NaN for text-channel rows: dropped, not an error
 SLOT_CONFIDENCE = "slot_confidence"  # derived from the slot_confidences lists: one value per row with slots
+ROUTE = "route"  # the routing policy's decision; '' (no decision) is left out like a NaN
+OPTIONAL_FEATURES = (SLOT_CONFIDENCE, ROUTE)  # not every reference row has a value: fitted only when enough do
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ def _detectors_for(frame: pd.DataFrame, ood_threshold: float, max_sample: int, s
     detectors: list[WindowDetector] = [
         KSDriftDetector(name) for name in (*NUMERIC_FEATURES, *OPTIONAL_NUMERIC) if name in frame.columns
     ]
-    detectors += [CategoricalDriftDetector(name, "chi2") for name in ("intent", "slot_types") if name in frame.columns]
+    detectors += [CategoricalDriftDetector(name, "chi2") for name in ("intent", "slot_types", ROUTE)
+                  if name in frame.columns]
     if "slot_confidences" in frame.columns:
         detectors.append(KSDriftDetector(SLOT_CONFIDENCE))
     if "embedding_sketch" in frame.columns:
@@ -90,7 +99,19 @@ def _column_input(frame: pd.DataFrame, detector: WindowDetector) -> Any:
         return frame[[detector.feature]].dropna()
     if detector.feature == SLOT_CONFIDENCE:
         return slot_confidence_frame(frame)
+    if detector.feature == ROUTE:
+        return decided_routes(frame)
     return frame
+
+
+def decided_routes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``route`` of the rows that have a decision (route ``''``: no policy decided it).
+
+    >>> decided_routes(pd.DataFrame({"route": ["fulfil", "", "clarify"]}))["route"].tolist()
+    ['fulfil', 'clarify']
+    """
+    routes = frame[ROUTE].fillna("").astype(str)
+    return pd.DataFrame({ROUTE: routes[routes != ""]}).reset_index(drop=True)
 
 
 def slot_confidence_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -127,6 +148,10 @@ class MonitorSuite:
         self.low_confidence = low_confidence
         self.min_window_rows = min_window_rows
 
+    def has_feature(self, feature: str) -> bool:
+        """Whether any group has a detector of ``feature`` (e.g. ``route``: only when the reference has routes)."""
+        return any(detector.feature == feature for group in self.detectors.values() for detector in group)
+
     @classmethod
     def from_reference(
         cls,
@@ -160,8 +185,8 @@ class MonitorSuite:
             detectors[group] = []
             for detector in _detectors_for(rows, ood_threshold, max_sample, seed):
                 data = _column_input(rows, detector)
-                if detector.feature == SLOT_CONFIDENCE and len(data) < 2 * min_window_rows:
-                    continue  # a group that rarely has slots: too few values to calibrate on
+                if detector.feature in OPTIONAL_FEATURES and len(data) < 2 * min_window_rows:
+                    continue  # a group that rarely has slots (or route decisions): too few values to calibrate on
                 if progress:
                     progress(f"{group}/{detector.feature_name}")
                 detector.infer_threshold(data, fpr, min(size, len(data) // 2), n_windows, seed)

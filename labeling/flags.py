@@ -45,8 +45,9 @@ class FlagContext:
     """Thresholds and the per-window facts that are not in the row itself.
 
     ``growing_cluster_members``: prediction ids in an OOD cluster that keeps growing (from the
-    clustering detector). ``challenger_intents``: prediction id → the challenger model's intent.
-    ``ood_threshold``: when set, ``ood_score >= ood_threshold`` counts as OOD; else ``is_ood`` decides.
+    clustering detector). ``challenger_intents``: prediction id → the challenger model's intent (the shadow
+    challenger, ``monitor.shadow``). ``route_disagreements``: prediction ids the challenger would have routed
+    differently. ``ood_threshold``: when set, ``ood_score >= ood_threshold`` counts as OOD; else ``is_ood`` decides.
     """
 
     low_confidence: float = 0.5
@@ -55,6 +56,7 @@ class FlagContext:
     proximity: int = 3
     growing_cluster_members: frozenset[str] = frozenset()
     challenger_intents: Mapping[str, str] = field(default_factory=dict)
+    route_disagreements: frozenset[str] = frozenset()
     schedule_words: frozenset[str] = SCHEDULE_WORDS
     cart_words: frozenset[str] = CART_WORDS
 
@@ -80,6 +82,8 @@ def flag(prediction_row: Mapping[str, Any], context: FlagContext) -> list[Reason
     challenger = context.challenger_intents.get(row_id)
     if challenger is not None and challenger != _get(prediction_row, "intent"):
         reasons.append(Reason.CHAMPION_CHALLENGER)
+    if row_id in context.route_disagreements:
+        reasons.append(Reason.ROUTE_DISAGREEMENT)
     return list(sort_reasons(reasons))
 
 

@@ -31,16 +31,19 @@ class Reason(StrEnum):
     SMALL_MARGIN = "small_margin"
     BRAND_PERSON = "brand_person_ambiguity"
     GROWING_OOD_CLUSTER = "growing_ood_cluster"
-    CHAMPION_CHALLENGER = "champion_challenger_disagreement"
+    CHAMPION_CHALLENGER = "champion_challenger_disagreement"  # the shadow challenger predicts another intent
+    ROUTE_DISAGREEMENT = "champion_challenger_route_disagreement"  # ... or would route the utterance differently
     ANNOTATION_AMBIGUOUS = "annotation_ambiguous"  # the labeling functions disagree (close vote, person vs brand)
     AUDIT = "audit"  # a random auto-labelled utterance, for humans to measure the annotator's precision
 
 
 # How much a reason is worth to the next model: new traffic (clusters, OOD) and model disagreement
-# teach the most; a small margin alone is the weakest signal.
+# teach the most; a small margin alone is the weakest signal. A route disagreement with the same intent is a
+# disagreement on confidence or OOD-ness near a policy threshold: worth a label, less than another intent.
 REASON_WEIGHTS: dict[Reason, float] = {
     Reason.GROWING_OOD_CLUSTER: 3.0,
     Reason.CHAMPION_CHALLENGER: 2.5,
+    Reason.ROUTE_DISAGREEMENT: 1.5,
     Reason.BRAND_PERSON: 2.0,
     Reason.OOD: 2.0,
     Reason.LOW_CONFIDENCE: 1.5,

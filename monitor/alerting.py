@@ -4,20 +4,28 @@
 :class:`alerts.events.MetricPoint` values with their evidence (value, threshold, window, report link, a few
 scrubbed example texts). Metric names (the ones ``alerts/default_rules.yaml`` uses):
 
-=========================  ==============================================================  ===============
-metric                     value                                                           scope
-=========================  ==============================================================  ===============
-``drift.<feature>``        1.0 when the calibrated detector drifted, else 0.0              per assistant*
-``ood_rate``               share of rows above the package's OOD threshold                 per assistant*
-``accuracy_estimate``      OOD-aware ATC label-free accuracy estimate                      per assistant*
-``dlq_rate``               dead letters / (dead letters + predictions) in the window        global
-``latency_p95_ms``         p95 end-to-end latency (inference latency for backfills)        global
-``throughput_drop``        1 - rows / rows of the same window a week earlier               global
-``ood_cluster_growth``     largest growth of an emerging OOD cluster, share of window rows  global
-``consumer_lag``           messages the worker group is behind on ``utterances``           global
-``slot_unseen_rate.<t>``   share of slot type t's values never seen in training            per assistant*
-``slot_unseen_excess``     worst slot type's unseen rate minus the package's dev-split rate per assistant*
-=========================  ==============================================================  ===============
+============================  ===========================================================  ===============
+metric                        value                                                        scope
+============================  ===========================================================  ===============
+``drift.<feature>``           1.0 when the calibrated detector drifted, else 0.0           per assistant*
+``ood_rate``                  share of rows above the package's OOD threshold              per assistant*
+``accuracy_estimate``         OOD-aware ATC label-free accuracy estimate                   per assistant*
+``dlq_rate``                  dead letters / (dead letters + predictions) in the window     global
+``latency_p95_ms``            p95 end-to-end latency (inference latency for backfills)     global
+``throughput_drop``           1 - rows / rows of the same window a week earlier            global
+``ood_cluster_growth``        largest growth of an emerging OOD cluster, share of rows     global
+``consumer_lag``              messages the worker group is behind on ``utterances``        global
+``slot_unseen_rate.<t>``      share of slot type t's values never seen in training         per assistant*
+``slot_unseen_excess``        worst slot type's unseen rate minus the dev-split rate       per assistant*
+``route_share.<route>``       share of the window's decided rows routed to ``<route>``     per assistant*
+                              (fulfil, clarify, confirm, escalate; rows without a
+                              decision left out; only windows with decided rows)
+``shadow_disagreement``       share of shadowed rows where the challenger's intent differs per assistant*
+                              (only windows with shadow rows)
+``shadow_disagreement_jump``  shadow_disagreement minus the median of the previous 12      per assistant*
+                              windows of the same champion/challenger versions (0.0 until
+                              3 exist); only groups with >= 200 shadow rows
+============================  ===========================================================  ===============
 
 (*) the whole traffic is sent with ``assistant=None``, so a per-assistant rule also watches it as ``rule|*``.
 
@@ -42,6 +50,8 @@ from alerts.events import AlertEvent, MetricPoint
 from alerts.payloads import headline
 from alerts.sender import WebhookSender
 from alerts.store import AlertStore
+from monitor.routes import route_metrics
+from monitor.shadow import shadow_metrics
 from monitor.storage import insert_rows, naive_utc
 from nlumon.pii import deidentify_row
 
@@ -60,7 +70,7 @@ ALERT_DELIVERY_COLUMNS = (
 # What nlumon.pii.deidentify_row leaves as it is (identifiers, enums, rule and metric names, times, links the
 # monitor builds from its settings); everything else (example utterances, summaries, errors) is scrubbed.
 EVIDENCE_KEEP = ("window_start", "window_end", "model_version", "reference", "evidently_report", "dashboard",
-                 "method", "latency", "cluster_id", "slot_type")
+                 "method", "latency", "cluster_id", "slot_type", "route", "champion_version", "shadow_version")
 ALERT_EVENT_KEEP = ("event_id", "rule", "metric", "assistant", "severity", "state")
 ALERT_DELIVERY_KEEP = ("webhook_id", "receiver", "event_id", "state")
 
@@ -110,7 +120,8 @@ def metric_points(
             p_value=result.details.get("p_value"))
     from monitor.job import slot_value_metrics  # job.py is heavy; alerting is imported without it
 
-    for metric, value, assistant, evidence in slot_value_metrics(outcome):
+    for metric, value, assistant, evidence in (*slot_value_metrics(outcome), *route_metrics(outcome),
+                                               *shadow_metrics(outcome)):
         add(metric, value, assistant, **evidence)
     add("dlq_rate", outcome.dlq_rate, None, dead_letters=outcome.facts.dead_letters)
     if outcome.facts.latency_p95_ms is not None:

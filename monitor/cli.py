@@ -15,13 +15,16 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Score monitoring windows: drift, OOD, accuracy estimate, alerts, labeling queue.",
+app = typer.Typer(help="Score monitoring windows: drift, OOD, accuracy estimate, conversion per intent, alerts, "
+                       "labeling queue.",
                   no_args_is_help=True)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="settings file (TOML or YAML); default: $NLUMON_CONFIG")]
 NoAlertsOption = Annotated[bool, typer.Option("--no-alerts", help="score and store only: no rules, no webhooks")]
 NoLabelingOption = Annotated[bool, typer.Option("--no-labeling", help="do not fill the labeling queue")]
+NoConversionOption = Annotated[bool, typer.Option(
+    "--no-conversion", help="do not score conversion per intent (conversion_windows, low-conversion alerts)")]
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
@@ -35,7 +38,7 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _runtime(config: Path | None, no_alerts: bool, no_labeling: bool):
+def _runtime(config: Path | None, no_alerts: bool, no_labeling: bool, no_conversion: bool = False):
     from monitor.service import build_monitor
     from nlumon.settings import ConfigFileError, InsecureSettingsError, check_secrets, load_settings
 
@@ -54,7 +57,7 @@ def _runtime(config: Path | None, no_alerts: bool, no_labeling: bool):
     except (ConfigFileError, InsecureSettingsError) as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(2) from None
-    return build_monitor(settings, alerts=not no_alerts, labeling=not no_labeling)
+    return build_monitor(settings, alerts=not no_alerts, labeling=not no_labeling, conversion=not no_conversion)
 
 
 @app.command("run-once")
@@ -65,11 +68,13 @@ def run_once_command(
                                                    "default: 24 h before --now")] = None,
     no_alerts: NoAlertsOption = False,
     no_labeling: NoLabelingOption = False,
+    no_conversion: NoConversionOption = False,
     deliver_timeout_s: Annotated[float, typer.Option(help="how long to try pending webhooks before exiting")] = 10.0,
 ) -> None:
     """Score every closed window not scored yet (or changed by late rows), evaluate alert rules, fill the
-    labeling queue, and try pending webhooks once."""
-    runtime = _runtime(config, no_alerts, no_labeling)
+    labeling queue, score conversion per intent of the windows whose outcomes are in (monitor.outcome_delay_s
+    after their end), and try pending webhooks once."""
+    runtime = _runtime(config, no_alerts, no_labeling, no_conversion)
     try:
         outcomes = runtime.run_once(now=_parse_time(now, "--now"), since=_parse_time(since, "--since"))
         for outcome in outcomes:
@@ -81,6 +86,8 @@ def run_once_command(
                        f"drifted: {', '.join(drifted) or '-'}  {outcome.report_path}")
         _echo_unscored(runtime.job.last_run)
         typer.echo(f"{len(outcomes)} window(s) scored")
+        if runtime.conversion is not None:
+            _echo_conversion(runtime.conversion.last_run)
         if runtime.delivery is not None:
             deadline = time.monotonic() + deliver_timeout_s
             attempts = runtime.delivery.deliver_once()
@@ -100,6 +107,20 @@ def _echo_unscored(report) -> None:
                        f"(attempt {result.attempts}): {result.reason}")
 
 
+def _echo_conversion(run) -> None:
+    """One line per conversion window scored or failed, then the count and the alert events it raised."""
+    for window in run.windows:
+        rate = window.converted / window.traffic if window.traffic else float("nan")
+        typer.echo(f"{window.start:%Y-%m-%d %H:%M:%S}  conversion  traffic {window.traffic:>7}  rate {rate:5.3f}  "
+                   f"subjects {sum(s.assistant == 'all' for s in window.subjects)}")
+    for start, reason in run.failed:
+        typer.echo(f"{start:%Y-%m-%d %H:%M:%S}  conversion failed: {reason}")
+    for event in run.events:
+        typer.echo(f"alert {event.rule} {event.status}: {event.assistant or 'all'} / {event.subject} "
+                   f"drop {event.value:.3f}")
+    typer.echo(f"{len(run.windows)} conversion window(s) scored")
+
+
 def _pending(runtime) -> bool:
     return any(c.get("pending", 0) for c in runtime.delivery.sender.outbox.counts().values())
 
@@ -111,13 +132,15 @@ def run_command(
                                                           "5-60 s")] = None,
     no_alerts: NoAlertsOption = False,
     no_labeling: NoLabelingOption = False,
+    no_conversion: NoConversionOption = False,
     metrics_port: Annotated[int, typer.Option(help="serve the monitor's Prometheus metrics (nlumon_monitor_*) on "
                                                    "this port of 127.0.0.1; 0 = off")] = 0,
 ) -> None:
-    """Keep scoring closed windows until SIGTERM/Ctrl-C, with webhook delivery in a background thread."""
+    """Keep scoring closed windows (and, after each run, conversion per intent) until SIGTERM/Ctrl-C, with webhook
+    delivery in a background thread."""
     from monitor.service import timer_interval_s
 
-    runtime = _runtime(config, no_alerts, no_labeling)
+    runtime = _runtime(config, no_alerts, no_labeling, no_conversion)
     if metrics_port:
         from prometheus_client import start_http_server
 

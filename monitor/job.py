@@ -8,15 +8,19 @@ rows replace the old ones (every result table is a ``ReplacingMergeTree``).
 One run (:meth:`MonitorJob.run_once`): find due windows → per window read a bounded, deterministic sample
 (as many rows as the thresholds were calibrated for) and whole-window figures → run the
 :class:`detectors.suite.MonitorSuite` and the unseen-slot-value detector (:mod:`detectors.slot_values`, over
-the whole window's slot values, per assistant and overall) → write ``drift_results``, ``ood_clusters`` and
-``slot_value_windows`` (and an Evidently HTML report for a drifted window) → propose the new ``person`` and
-``brand`` values to the name dictionary (:mod:`labeling.names`, when one is configured) → hand the outcomes to
-the handlers (alerts, labeling queue) → write ``monitor_windows``. That last write is the commit point: a run
-that cannot write it (ClickHouse gone) raises, stores nothing, and the next run finds the same windows due.
+the whole window's slot values, per assistant and overall), count the route mix (:mod:`monitor.routes`) and
+the shadow challenger's disagreement (:mod:`monitor.shadow`) → write ``drift_results``, ``ood_clusters``,
+``slot_value_windows``, ``route_windows`` and ``shadow_windows`` (and an Evidently HTML report for a drifted
+window) → propose the new ``person`` and ``brand`` values to the name dictionary (:mod:`labeling.names`, when
+one is configured) → hand the outcomes to the handlers (alerts, labeling queue) → write ``monitor_windows``.
+That last write is the commit point: a run that cannot write it (ClickHouse gone) raises, stores nothing, and
+the next run finds the same windows due.
 
 The unseen-value detector never stops a window: a package without a vocabulary gives it ``not_scored``, an
 error in it ``failed`` (logged, stored as the window's one ``slot_value_windows`` row with the reason), and the
-window scores as usual; a name dictionary that cannot be written is logged and skipped.
+window scores as usual; a name dictionary that cannot be written is logged and skipped. Neither do the route
+mix and the shadow disagreement: an error in one (e.g. a table the schema has not created yet) is logged with
+its traceback and the window scores without it (no ``route_windows`` / ``shadow_windows`` rows, no points).
 
 No window stops the others. Each window ends in one ``monitor_windows`` status:
 
@@ -78,10 +82,19 @@ from detectors.slot_values import (
     metric_name,
     unseen_slot_values,
 )
-from detectors.suite import OVERALL, WindowReport, assistants_in
+from detectors.suite import OVERALL, ROUTE, WindowReport, assistants_in
 from labeling.names import NameDictionary, default_names_path
 from monitor.metrics import MonitorMetrics, monitor_metrics
 from monitor.reference import Reference, ReferenceProvider, ReferenceUnavailableError
+from monitor.routes import ROUTE_WINDOW_COLUMNS, read_route_counts, route_mix, route_window_rows
+from monitor.shadow import (
+    MIN_INTENT_ROWS,
+    MIN_JUMP_ROWS,
+    SHADOW_WINDOW_COLUMNS,
+    ShadowOutcome,
+    score_shadow,
+    shadow_window_rows,
+)
 from monitor.storage import (
     DRIFT_RESULT_COLUMNS,
     FAILED,
@@ -117,6 +130,7 @@ PROPOSED_SLOT_TYPES = ("person", "brand")  # new values of these go to the name 
 UNSEEN_RATE_METRIC = "slot_unseen_rate"  # + ".<slot type>": the raw rate, for dashboards and custom rules
 UNSEEN_EXCESS_METRIC = "slot_unseen_excess"  # rate minus the package's dev-split rate (alerts/default_rules.yaml)
 NO_VOCABULARY = "no_vocabulary: the model package keeps no slot-value vocabulary (built before it was kept)"
+MIGRATED_TABLES = ("monitor_windows", "predictions", "dead_letters")  # columns added after release (nlumon.schema.ADDED_COLUMNS)
 
 
 class WindowNotScoredError(Exception):
@@ -183,6 +197,8 @@ class WindowOutcome:
     report_path: str = ""
     growing_cluster_texts: frozenset[str] = field(default_factory=frozenset)
     slot_values: SlotValueOutcome | None = None
+    routes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # group -> route -> rows (decided rows)
+    shadow: ShadowOutcome | None = None  # None: no shadow rows in the window (or they could not be read)
 
     @property
     def drifted(self) -> bool:
@@ -274,9 +290,13 @@ class MonitorJob:
         metrics: MonitorMetrics | None = None,
         names: NameDictionary | str | Path | None = None,
         slot_value_min_sessions: int = DEFAULT_MIN_SESSIONS,
+        shadow_min_intent_rows: int = MIN_INTENT_ROWS,
+        shadow_min_jump_rows: int = MIN_JUMP_ROWS,
     ) -> None:
         """``names``: the name dictionary new ``person``/``brand`` values are proposed to (a path, or one loaded);
-        default ``labeling.names_path``, else ``<state dir>/names.json`` (``labeling.names.default_names_path``)."""
+        default ``labeling.names_path``, else ``<state dir>/names.json`` (``labeling.names.default_names_path``).
+        ``shadow_min_intent_rows``: rows an intent needs for its own ``shadow_windows`` row;
+        ``shadow_min_jump_rows``: rows a window needs for ``shadow_disagreement_jump`` (:mod:`monitor.shadow`)."""
         monitor = settings.monitor
         self.window_s, self.grace_s = monitor.window_s, monitor.grace_s
         self.client_factory = clickhouse_client_factory
@@ -296,6 +316,8 @@ class MonitorJob:
             names = default_names_path(settings)
         self.names = names if isinstance(names, NameDictionary) or names is None else NameDictionary(names)
         self.slot_value_min_sessions = slot_value_min_sessions
+        self.shadow_min_intent_rows, self.shadow_min_jump_rows = shadow_min_intent_rows, shadow_min_jump_rows
+        self._told: set[tuple[str, str]] = set()  # (reference kind, model version) told it has no routes
 
     def run_once(self, now: datetime | None = None, since: datetime | None = None) -> list[WindowOutcome]:
         """Score every due window that starts in [since, now) (``since`` defaults to ``now - lookback_s``).
@@ -332,19 +354,20 @@ class MonitorJob:
         return outcomes
 
     def _ensure_columns(self, client: Any) -> None:
-        """Once per job: give an older ``monitor_windows`` the status columns (a monitor upgraded before the
-        schema was re-applied)."""
+        """Once per job: give an older ``monitor_windows`` the status columns and older ``predictions`` the route
+        columns the monitor reads (a monitor upgraded before the schema was re-applied)."""
         if self._columns_checked:
             return
         from nlumon.schema import ensure_columns
 
-        try:
-            added = ensure_columns(client, self.database, "monitor_windows")
-        except Exception as error:  # e.g. no ALTER grant: the insert says so if a column is really missing
-            log.warning("monitor_windows columns not checked (%s: %s)", type(error).__name__, error)
-            return
-        if added:
-            log.info("monitor_windows: added column(s) %s", ", ".join(added))
+        for table in MIGRATED_TABLES:
+            try:
+                added = ensure_columns(client, self.database, table)
+            except Exception as error:  # e.g. no ALTER grant: the query says so if a column is really missing
+                log.warning("%s columns not checked (%s: %s)", table, type(error).__name__, error)
+                return
+            if added:
+                log.info("%s: added column(s) %s", table, ", ".join(added))
         self._columns_checked = True
 
     def _attempt(self, client: Any, window: ObservedWindow, previous: ScoredWindow | None) -> WindowResult:
@@ -419,16 +442,51 @@ class MonitorJob:
                                        f"..{window.end:%H:%M:%S} (counted {window.rows})")
         facts = window_facts(client, window.start, window.end)
         outcome = build_outcome(window, frame, facts, reference.suite, reference.kind, scored_at, rescored=rescored)
+        self._tell_if_no_routes(reference, window.model_version)
         vocabulary = getattr(reference, "vocabulary", None)  # None: a package built before it was kept
-        outcome = _replace(outcome, slot_values=self._slot_values(client, window, vocabulary))
+        outcome = _replace(outcome, slot_values=self._slot_values(client, window, vocabulary),
+                           routes=self._routes(client, window), shadow=self._shadow(client, window))
         if outcome.drifted:
             outcome = self._with_report(outcome, reference, frame)
         row_version = time.time_ns() // 1000
         insert_rows(client, "drift_results", DRIFT_RESULT_COLUMNS, drift_result_rows(outcome, row_version))
         insert_rows(client, "ood_clusters", OOD_CLUSTER_COLUMNS, ood_cluster_rows(outcome, row_version))
         insert_rows(client, "slot_value_windows", SLOT_VALUE_WINDOW_COLUMNS, slot_value_rows(outcome, row_version))
+        insert_rows(client, "route_windows", ROUTE_WINDOW_COLUMNS, route_window_rows(outcome, row_version))
+        insert_rows(client, "shadow_windows", SHADOW_WINDOW_COLUMNS, shadow_window_rows(outcome, row_version))
         self._propose_names(outcome)
         return outcome
+
+    def _tell_if_no_routes(self, reference: Reference, model_version: str) -> None:
+        """Log once per (reference kind, model version) that route drift is not scored against this reference."""
+        key = (reference.kind, model_version)
+        if key in self._told or reference.suite.has_feature(ROUTE):
+            return
+        self._told.add(key)
+        why = ("the model package's reference statistics hold no route decisions" if reference.kind.startswith(
+            "package") else "its rows have too few route decisions (history from before the routing policy)")
+        log.info("monitor reference %s of %s: %s, so the route mix is not a drift feature against it (route_windows "
+                 "and route_share.* still report it)", reference.kind, model_version, why)
+
+    def _routes(self, client: Any, window: ObservedWindow) -> dict[str, dict[str, int]]:
+        """The window's route mix over all its rows; empty (logged) when it cannot be read."""
+        try:
+            return route_mix(read_route_counts(client, window.start, window.end))
+        except Exception:  # one report among many: the window still scores
+            log.exception("route mix of window %s (model %s) not read; the window scores without it",
+                          window.start, window.model_version)
+            return {}
+
+    def _shadow(self, client: Any, window: ObservedWindow) -> ShadowOutcome | None:
+        """The shadow challenger's disagreement in the window; None without shadow rows or when it cannot be read
+        (logged)."""
+        try:
+            return score_shadow(client, window.start, window.end, min_intent_rows=self.shadow_min_intent_rows,
+                                min_jump_rows=self.shadow_min_jump_rows)
+        except Exception:  # one report among many: the window still scores
+            log.exception("shadow disagreement of window %s (model %s) not read; the window scores without it",
+                          window.start, window.model_version)
+            return None
 
     def _slot_values(self, client: Any, window: ObservedWindow,
                      vocabulary: SlotValueVocabulary | None) -> SlotValueOutcome:

@@ -1,14 +1,17 @@
 """The labeling queue's I/O: flagged samples of each scored window to ClickHouse ``labeling_queue`` and Kafka.
 
 After each window (an outcome handler of :class:`monitor.job.MonitorJob`): read the window's candidate
-rows (OOD, low confidence, small margin, a brand or person slot, or a text of a growing OOD cluster) from
-``predictions``, flag and score them with :mod:`labeling.flags`, keep one per normalised text, drop texts
-already in the queue, and keep what the budget allows (``labeling.budget``: stratified across reasons and
-assistants). The daily budget counts items per UTC day of *traffic* (the window's day), so a backfill of old
-traffic gets the same share as live traffic did. Items go to Kafka first (acks=all, flushed, and every send's
-result checked: a send the broker did not acknowledge raises :class:`LabelingPublishError`), then to
-ClickHouse, which is what the next run deduplicates against: a failure in between re-sends to Kafka (its
-consumers deduplicate on the key, ``text_hash``) but never loses an item.
+rows (OOD, low confidence, small margin, a brand or person slot, a text of a growing OOD cluster, or an
+utterance the shadow challenger disagreed on: another intent, ``champion_challenger_disagreement``, or another
+route, ``champion_challenger_route_disagreement``; ids from ``shadow_predictions`` via
+:attr:`monitor.job.WindowOutcome.shadow`) from ``predictions``, flag and score them with :mod:`labeling.flags`,
+keep one per normalised text, drop texts already in the queue, and keep what the budget allows
+(``labeling.budget``: stratified across reasons and assistants, so a burst of disagreements takes its share of
+the window's and the day's allowance, not all of it). The daily budget counts items per UTC day of *traffic*
+(the window's day), so a backfill of old traffic gets the same share as live traffic did. Items go to Kafka
+first (acks=all, flushed, and every send's result checked: a send the broker did not acknowledge raises
+:class:`LabelingPublishError`), then to ClickHouse, which is what the next run deduplicates against: a failure
+in between re-sends to Kafka (its consumers deduplicate on the key, ``text_hash``) but never loses an item.
 
 One window's failure does not stop the others: the sink raises :class:`monitor.job.HandoffError` naming the
 windows that failed (the job stores them as ``failed`` and retries them). After a Kafka failure the rest of
@@ -45,11 +48,12 @@ QUEUE_COLUMNS = (
     "slot_types", "slot_values", "reasons", "priority", "row_version",
 )
 # Rows worth flagging, as SQL (a superset: labeling.flags decides). Brand/person rows are read for the
-# brand-vs-person check, the texts of growing clusters for cluster membership.
+# brand-vs-person check, the texts of growing clusters for cluster membership, the shadow challenger's
+# disagreements by id.
 CANDIDATE_FILTER = (
     "AND (is_ood = 1 OR ood_score > %(ood_threshold)s OR confidence < %(low_confidence)s"
     " OR margin < %(small_margin)s OR has(slot_types, 'brand') OR has(slot_types, 'person')"
-    " OR text_scrubbed IN %(cluster_texts)s)"
+    " OR text_scrubbed IN %(cluster_texts)s OR id IN %(shadow_ids)s)"
 )
 
 
@@ -57,6 +61,7 @@ CANDIDATE_FILTER = (
 # candidate and dedup queries are bounded well under it.
 CLUSTER_TEXT_CHARS = 128 * 1024
 HASHES_PER_QUERY = 1000
+SHADOW_IDS_PER_QUERY = 1000  # ids of 36 characters: ~40 KiB beside the cluster texts
 
 
 def bounded_texts(texts: Iterable[str], budget: int = CLUSTER_TEXT_CHARS) -> tuple[str, ...]:
@@ -75,6 +80,16 @@ def bounded_texts(texts: Iterable[str], budget: int = CLUSTER_TEXT_CHARS) -> tup
             break
         kept.append(text)
     return tuple(kept) or ("",)
+
+
+def shadow_ids(outcome: WindowOutcome, limit: int = SHADOW_IDS_PER_QUERY) -> tuple[str, ...]:
+    """The ids the shadow challenger disagreed on (another intent first, then another route), at most ``limit``
+    (never empty: ``IN ()`` is not SQL)."""
+    shadow = outcome.shadow
+    if shadow is None:
+        return ("",)
+    ids = [*shadow.challenger_intents(), *sorted(shadow.route_disagreement_ids())]
+    return tuple(dict.fromkeys(ids))[:limit] or ("",)
 
 
 def queue_text_hash(text: str) -> str:
@@ -182,9 +197,12 @@ class LabelingSink:
         members = frozenset(row["id"] for row in rows if row["text_scrubbed"] in outcome.growing_cluster_texts)
         rows = [deidentified_prediction(row) for row in rows]  # before the items (and their tags) are built
         by_id = {row["id"]: row for row in rows}
+        shadow = outcome.shadow
         context = FlagContext(
             low_confidence=self.low_confidence, small_margin=self.small_margin, ood_threshold=outcome.ood_threshold,
             growing_cluster_members=members,
+            challenger_intents=shadow.challenger_intents() if shadow is not None else {},
+            route_disagreements=shadow.route_disagreement_ids() if shadow is not None else frozenset(),
         )
         items = candidates(rows, context, (outcome.window_start, outcome.window_end))
         items = self._not_yet_queued(client, items)
@@ -205,6 +223,7 @@ class LabelingSink:
         params = {
             "ood_threshold": float(outcome.ood_threshold), "low_confidence": self.low_confidence,
             "small_margin": self.small_margin, "cluster_texts": bounded_texts(outcome.growing_cluster_texts),
+            "shadow_ids": shadow_ids(outcome),
         }
         frame = read_predictions(client, outcome.window_start, outcome.window_end, self.candidates_per_window,
                                  CANDIDATE_COLUMNS, where=CANDIDATE_FILTER, params=params)

@@ -1,4 +1,5 @@
-"""Wiring of the monitor from the settings: the job, its alert and labeling hand-offs, and webhook delivery.
+"""Wiring of the monitor from the settings: the job, its alert and labeling hand-offs, the conversion scorer, and
+webhook delivery.
 
 Two ways to run it:
 
@@ -8,6 +9,11 @@ Two ways to run it:
 - as its own process: ``nlumon monitor run`` (loop + delivery thread) or ``nlumon monitor run-once``.
 
 The alert store (SQLite state + outbox) is a local file: run the monitor where that file persists.
+
+After each run of the job, :class:`monitor.conversion.ConversionScorer` scores the windows whose outcomes are in
+(conversion per intent, "high traffic, low conversion" alerts through the same alert engine). It is guarded:
+its failure is logged and counted (``nlumon_monitor_run_errors_total{where="conversion"}``) and never stops
+or fails window scoring; a failure of the job does not skip it either.
 
 Nothing the monitor does may crash the Faust app: an exception that escapes a ``mode`` timer stops the whole
 worker. The leader timer and the shutdown hook catch every ``Exception``, log it with context and count it
@@ -26,6 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from monitor.alerting import AlertHandoff, DeliveryLoop
+from monitor.conversion import ConversionRun, ConversionScorer
 from monitor.job import MonitorJob, WindowOutcome
 from monitor.labeling_sink import LabelingSink, kafka_producer_factory
 from monitor.metrics import MonitorMetrics
@@ -40,19 +47,37 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MonitorRuntime:
-    """The monitor job plus what it hands results to."""
+    """The monitor job plus what it hands results to, and the conversion scorer that runs after it."""
 
     job: MonitorJob
     alerts: AlertHandoff | None
     labeling: LabelingSink | None
     delivery: DeliveryLoop | None
+    conversion: ConversionScorer | None = None
 
     @property
     def metrics(self) -> MonitorMetrics:
         return self.job.metrics
 
     def run_once(self, now: datetime | None = None, since: datetime | None = None) -> list[WindowOutcome]:
-        return self.job.run_once(now=now, since=since)
+        """Score the due windows, then the due conversion windows (guarded: see :meth:`score_conversion`).
+        Raises what the job raises, after the conversion scorer had its turn."""
+        try:
+            return self.job.run_once(now=now, since=since)
+        finally:
+            self.score_conversion(now=now, since=since)
+
+    def score_conversion(self, now: datetime | None = None, since: datetime | None = None) -> ConversionRun | None:
+        """Run the conversion scorer once; never raises: a failure is logged and counted, and its windows stay
+        due for the next run. None when there is no scorer or it failed."""
+        if self.conversion is None:
+            return None
+        try:
+            return self.conversion.run_once(now=now, since=since)
+        except Exception:
+            _count_error(self, "conversion")
+            log.exception("conversion scoring failed; window scoring goes on, due conversion windows stay due")
+            return None
 
     def close(self) -> None:
         """Stop delivery, close the producer and the alert store; each is tried even if another fails."""
@@ -100,9 +125,11 @@ def build_monitor(
     kafka: bool = True,
     measure_lag: bool = True,
     metrics: MonitorMetrics | None = None,
+    conversion: bool = True,
 ) -> MonitorRuntime:
-    """The monitor for ``settings``: job + alert hand-off + labeling sink + webhook delivery (not started).
-    ``metrics``: default, the monitor's counters in the process-wide Prometheus registry."""
+    """The monitor for ``settings``: job + alert hand-off + labeling sink + webhook delivery (not started) + the
+    conversion scorer (``conversion=False``: none). ``metrics``: default, the monitor's counters in the
+    process-wide Prometheus registry."""
     from alerts.engine import AlertEngine
     from alerts.outbox import Outbox
     from alerts.receivers import load_receivers
@@ -138,7 +165,10 @@ def build_monitor(
                              lease_s=conf.lease_s)
         delivery = DeliveryLoop(WebhookSender(Outbox(store), receivers, policy=policy), handoff)
     job = MonitorJob(settings, factory, handlers=handlers, metrics=metrics)
-    return MonitorRuntime(job, handoff, sink, delivery)
+    scorer = (ConversionScorer(settings, factory, alerts=handoff, lookback_s=job.lookback_s, clock=job.clock,
+                               metrics=job.metrics)
+              if conversion else None)
+    return MonitorRuntime(job, handoff, sink, delivery, scorer)
 
 
 def timer_interval_s(window_s: int) -> float:

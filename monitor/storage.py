@@ -23,7 +23,7 @@ import pandas as pd
 WINDOW_COLUMNS = (
     "id", "ts", "assistant", "model_version", "text_scrubbed", "intent", "confidence", "margin", "entropy",
     "energy", "ood_score", "is_ood", "token_count", "unk_rate", "slot_types", "slot_confidences", "asr_confidence",
-    "embedding_sketch",
+    "embedding_sketch", "route",
 )
 # What the unseen-slot-value detector reads, over the whole window (bounded by SLOT_VALUE_ROWS): small columns.
 SLOT_VALUE_COLUMNS = ("assistant", "session_id", "slot_types", "slot_values")

@@ -25,6 +25,9 @@ app = typer.Typer(
 services_app = typer.Typer(help="Start, stop and inspect the local Kafka broker and ClickHouse server.",
                            no_args_is_help=True)
 app.add_typer(services_app, name="services")
+outcomes_app = typer.Typer(help="Outcome events (what users did after the model's decision): simulate or send them.",
+                           no_args_is_help=True)
+app.add_typer(outcomes_app, name="outcomes")
 
 
 def _mount_package_commands() -> None:
@@ -32,10 +35,12 @@ def _mount_package_commands() -> None:
     from alerts.cli import app as alerts_app
     from dashboards.cli import app as dashboards_app
     from dashboards.cli import report_command
+    from experiments.cli import experiment_app
     from labeling.cli import labeling_app
     from model_runtime.cli import app as model_app
     from monitor.cli import app as monitor_app
     from monitor.loop import loop_app
+    from streams.routing_cli import routing_app
 
     app.add_typer(model_app, name="model")
     app.add_typer(monitor_app, name="monitor")
@@ -44,6 +49,8 @@ def _mount_package_commands() -> None:
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(labeling_app, name="labeling")
     app.add_typer(loop_app, name="loop")
+    app.add_typer(experiment_app, name="experiment")
+    app.add_typer(routing_app, name="routing")
 
 
 _mount_package_commands()
@@ -178,6 +185,11 @@ def replay(
                                            "(readable by the annotator)")] = 0.0,
     out: Annotated[Path | None, typer.Option(help="folder for timeline.json and truth.jsonl "
                                                   "(default .run/replays/<scenario>-<time>)")] = None,
+    outcomes: Annotated[bool, typer.Option(help="then play the assistant: send an outcome event for every "
+                                                "predicted utterance of this replay, likelier good when the model "
+                                                "was right (`nlumon outcomes simulate`)")] = False,
+    outcomes_timeout_s: Annotated[float, typer.Option(min=1, help="with --outcomes: stop waiting for predictions "
+                                                      "after this long")] = 300.0,
 ) -> None:
     """Produce utterance events to the `utterances` topic: a named scenario over time, or a JSONL file."""
     from datetime import UTC, datetime, timedelta
@@ -186,6 +198,8 @@ def replay(
     from streams.scenarios import SCENARIOS, scenario_events, timeline_document
 
     settings = _settings(config)
+    if outcomes and source is not None:
+        raise _fail(ValueError("--outcomes needs a scenario (its truth says when the model was right), not --source"))
     if source is not None:
         if not source.is_file():
             raise _fail(FileNotFoundError(f"{source} does not exist"))
@@ -202,10 +216,81 @@ def replay(
     typer.echo(format_timeline(timeline))
     events = scenario_events(scenario, count, seed=seed, start=start, spacing_ms=spacing_ms, shift_at=shift_at,
                              malformed_share=malformed, cleared_share=cleared)
+    offsets = _prediction_offsets(settings) if outcomes else None  # before sending: only this replay's predictions
     outcome = send_records(settings, save_truth(out, timeline, events), rate=rate, progress=True, total=count)
     typer.echo(f"{outcome.summary()}: events to {settings.topics.utterances}; timeline and truth saved in {out}")
     if not outcome.ok:
         raise _fail(RuntimeError(f"{outcome.failed} of {outcome.sent} events were not confirmed by the broker"))
+    if outcomes:
+        _simulate_outcomes(settings, out / "truth.jsonl", seed=seed, timeout_s=outcomes_timeout_s, idle_s=None,
+                           start_offsets=offsets)
+
+
+def _prediction_offsets(settings: Settings) -> dict[int, int]:
+    from streams.outcome_sim import prediction_offsets
+
+    try:
+        return prediction_offsets(settings)
+    except Exception as error:  # broker unreachable, topic missing
+        raise _fail(error) from None
+
+
+def _simulate_outcomes(settings: Settings, truth: Path, **options) -> None:
+    """Run the outcome simulator, print its summary, exit 1 when an outcome was not confirmed or none was sent."""
+    from streams.outcome_sim import simulate
+
+    try:
+        report = simulate(settings, truth, progress=True, **options)
+    except Exception as error:  # an unreadable truth file, the broker unreachable
+        raise _fail(error) from None
+    typer.echo(f"outcomes to {settings.topics.outcomes}: {report.summary()}")
+    if not report.ok or not report.matched:
+        raise _fail(RuntimeError("outcomes incomplete: " + ("no prediction of the truth's utterances was read"
+                                                            if not report.matched else report.sent.summary())))
+
+
+@outcomes_app.command("simulate")
+def outcomes_simulate_command(
+    truth: Annotated[Path, typer.Option(help="a replay's truth.jsonl (`nlumon replay` saves it)", exists=True,
+                                        dir_okay=False)],
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+    seed: Annotated[int, typer.Option(help="seed of the outcome draws (same seed, same outcomes)")] = 0,
+    timeout_s: Annotated[float, typer.Option(min=1, help="stop after this long in all")] = 300.0,
+    idle_s: Annotated[float, typer.Option(min=1, help="stop after this long without a prediction")] = 60.0,
+    max_predictions: Annotated[int | None, typer.Option(min=1, help="stop after reading this many predictions")] = None,
+    group_id: Annotated[str | None, typer.Option(help="consumer group on the predictions topic (default "
+                                                      "<kafka.consumer_group>-outcome-sim); it resumes where the "
+                                                      "last run of the same group stopped")] = None,
+) -> None:
+    """Play the assistant: read `predictions`, send what the user then did to `outcomes`.
+
+    Each predicted utterance of the truth file gets an outcome (task_completed, rephrased, escalated, abandoned,
+    and for some completed shopper purchases converted), likelier good when the model's intent was right; see
+    docs/streams.md, "Outcome events". Stops when every utterance of the truth got its outcome, or on a limit."""
+    settings = _settings(config, verbose)
+    _simulate_outcomes(settings, truth, seed=seed, timeout_s=timeout_s, idle_s=idle_s,
+                       max_predictions=max_predictions, group_id=group_id)
+
+
+@outcomes_app.command("send")
+def outcomes_send_command(
+    source: Annotated[Path, typer.Argument(help="JSONL file: one outcome event per line (sent as is)", exists=True,
+                                           dir_okay=False)],
+    config: ConfigOption = None,
+    rate: Annotated[float, typer.Option(min=0, help="events per second; 0 = as fast as possible")] = 0.0,
+) -> None:
+    """Send outcome events from a file to the `outcomes` topic (key = session_id), each confirmed by the broker.
+
+    Lines are sent as they are: a worker stores the valid ones and dead-letters the others with their reason."""
+    from streams.replay import events_from_jsonl, send_records
+
+    settings = _settings(config)
+    outcome = send_records(settings, events_from_jsonl(source), rate=rate, progress=True,
+                           topic=settings.topics.outcomes)
+    typer.echo(f"{outcome.summary()}: records from {source} to {settings.topics.outcomes}")
+    if not outcome.ok:
+        raise _fail(RuntimeError(f"{outcome.failed} of {outcome.sent} records were not confirmed by the broker"))
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """Wire records: what travels on the Kafka topics, validated where it enters.
 
-The utterance event is the contract with the assistants (see docs/architecture.md). Anything that
-does not parse into an :class:`UtteranceEvent` becomes a :class:`DeadLetter` with the original bytes
-(or, for a record too large to resend, a bounded prefix, its size and SHA-256) and a one-line
-reason, so nothing is dropped silently.
+Two contracts with the assistants (see docs/architecture.md and docs/streams.md): the utterance event
+(topic ``utterances``) and the outcome event (topic ``outcomes``: what happened after the model's decision).
+Anything that does not parse into an :class:`UtteranceEvent` or an :class:`OutcomeEvent` becomes a
+:class:`DeadLetter` with the original bytes (or, for a record too large to resend, a bounded prefix, its size
+and SHA-256) and a one-line reason, so nothing is dropped silently.
 
     >>> event = parse_utterance(b'{"id": "u1", "ts": "2026-11-23T10:00:00Z", "assistant": "shopper",'
     ...                         b' "session_id": "s1", "text": "add milk to my cart", "channel": "voice"}')
@@ -19,12 +20,20 @@ reason, so nothing is dropped silently.
     ...
     nlumon.records.InvalidRecord: field 'ts': Input should be a valid datetime; field 'asr_confidence': ...
 
-The wire is read strictly (see docs/streams.md, "Failure model: bad input"): the record must be at
-most :func:`record_limit` bytes of UTF-8 JSON, nested at most :data:`MAX_NESTING` levels, with no
-number literal longer than :data:`MAX_NUMBER_CHARS` characters; every field has its JSON type (no
-coercion: a number is not a time, a string is not a number, ``true`` is not 1.0), ``ts`` is an
-RFC 3339 date-time with a zone, ``channel`` is required, and no stored string holds a lone
-surrogate or (``text`` aside, which may hold tabs) a control character.
+The wire is read strictly, the same way for both contracts (:func:`parse_record`; docs/streams.md,
+"Failure model: bad input"): the record must be at most :func:`record_limit` bytes of UTF-8 JSON, nested
+at most :data:`MAX_NESTING` levels, with no number literal longer than :data:`MAX_NUMBER_CHARS`
+characters; every field has its JSON type (no coercion: a number is not a time, a string is not a
+number, ``true`` is not 1.0), ``ts`` is an RFC 3339 date-time with a zone, ``channel`` is required,
+and no stored string holds a lone surrogate or (``text`` aside, which may hold tabs) a control character.
+
+    >>> parse_outcome(b'{"id": "o1", "ts": "2026-11-23T10:01:00Z", "session_id": "s1", "utterance_id": "u1",'
+    ...               b' "kind": "task_completed", "satisfaction": 5}').kind
+    'task_completed'
+    >>> parse_outcome(b'{"id": "o1", "ts": "2026-11-23T10:01:00Z", "session_id": "s1", "kind": "Done!"}')
+    Traceback (most recent call last):
+    ...
+    nlumon.records.InvalidRecord: field 'kind': kind must be one of task_completed, abandoned, ...
 """
 
 from __future__ import annotations
@@ -32,14 +41,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 SCHEMA_VERSION = 1
 ASSISTANTS = ("shopper", "associate")
+ROUTES = ("fulfil", "clarify", "confirm", "escalate")
+"""The route decisions a prediction on the ``predictions`` topic carries (streams/routing.py decides them)."""
 CHANNELS = ("voice", "text")
 DEFAULT_MAX_TEXT_CHARS = 512
 TS_MIN = datetime(1971, 1, 1, tzinfo=UTC)
@@ -111,6 +133,16 @@ def _strict_rfc3339(value: Any) -> Any:
         raise ValueError(f"ts is not a valid date-time ({error})") from None
 
 
+def _storable_time(value: datetime) -> datetime:
+    """Aware, in UTC, and inside what a ClickHouse ``DateTime`` holds (1970-01-01 .. 2106-02-07)."""
+    if value.tzinfo is None:
+        raise ValueError("ts must carry a time zone (RFC 3339)")
+    value = value.astimezone(UTC)
+    if not TS_MIN <= value <= TS_MAX:  # a row outside it could never be stored
+        raise ValueError(f"ts {value.isoformat()} is outside {TS_MIN.year}..{TS_MAX.year}")
+    return value
+
+
 def _storable(value: str, name: str, *, controls: re.Pattern[str] = _CONTROL_ANY) -> str:
     if _SURROGATE.search(value):
         raise ValueError(f"{name} contains a lone surrogate (not storable as UTF-8)")
@@ -119,42 +151,45 @@ def _storable(value: str, name: str, *, controls: re.Pattern[str] = _CONTROL_ANY
     return value
 
 
-class UtteranceEvent(BaseModel):
+def _storable_field(value: str, info: ValidationInfo) -> str:
+    return _storable(value, info.field_name or "value")
+
+
+EventTime = Annotated[datetime, BeforeValidator(_strict_rfc3339), AfterValidator(_storable_time)]
+"""An event time: RFC 3339 with a zone on the wire (a ``datetime`` in Python), normalised to UTC, storable."""
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_CHARS), AfterValidator(_storable_field)]
+"""An id of an event or a session, stored as is: 1 to :data:`ID_MAX_CHARS` characters, no lone surrogate, no
+control character (the tab included)."""
+Locale = Annotated[str, StringConstraints(max_length=LOCALE_MAX_CHARS), AfterValidator(_storable_field)]
+
+
+class _WireRecord(BaseModel):
+    """What both contracts share: frozen, unknown fields ignored, strings kept as sent, JSON out."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class UtteranceEvent(_WireRecord):
     """One utterance from an assistant (topic ``utterances``, key ``session_id``).
 
     Built in Python, the model is lenient where that is harmless (``ts`` may be a ``datetime``,
     ``channel`` defaults to ``text``); :func:`parse_utterance` reads the wire strictly.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
-
-    id: str = Field(min_length=1, max_length=ID_MAX_CHARS, description="idempotency key")
-    ts: Annotated[datetime, BeforeValidator(_strict_rfc3339)] = Field(description="RFC 3339 event time")
+    id: EventId = Field(description="idempotency key")
+    ts: EventTime = Field(description="RFC 3339 event time")
     assistant: Literal["shopper", "associate"]
-    session_id: str = Field(min_length=1, max_length=ID_MAX_CHARS)
+    session_id: EventId
     text: str
-    locale: str = Field("en-US", max_length=LOCALE_MAX_CHARS)
+    locale: Locale = "en-US"
     channel: Literal["voice", "text"] = "text"
     asr_confidence: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     cleared_for_analysis: bool = Field(
         False, description="the user agreed that this utterance may be read for model improvement (annotation)")
     version: int = SCHEMA_VERSION
-
-    @field_validator("ts")
-    @classmethod
-    def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("ts must carry a time zone (RFC 3339)")
-        value = value.astimezone(UTC)
-        # ClickHouse DateTime holds 1970-01-01 .. 2106-02-07; a row outside it could never be stored.
-        if not TS_MIN <= value <= TS_MAX:
-            raise ValueError(f"ts {value.isoformat()} is outside {TS_MIN.year}..{TS_MAX.year}")
-        return value
-
-    @field_validator("id", "session_id", "locale")
-    @classmethod
-    def _clean_identifier(cls, value: str, info) -> str:
-        return _storable(value, info.field_name)
 
     @field_validator("text")
     @classmethod
@@ -163,12 +198,42 @@ class UtteranceEvent(BaseModel):
             raise ValueError("text is empty")
         return _storable(value, "text", controls=_CONTROL)
 
-    def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
-
 
 REQUIRED_ON_THE_WIRE = ("channel",)
-"""Fields with a default for Python construction that a record on the wire must carry."""
+"""Fields of an utterance with a default for Python construction that a record on the wire must carry."""
+
+OUTCOME_KINDS = ("task_completed", "abandoned", "escalated", "converted", "rephrased")
+"""The outcome kinds nlumon reads (completion, conversion, escalation and rephrase rates). The vocabulary is
+open: an assistant may send any other lowercase name (:data:`OUTCOME_KIND_PATTERN`); it is stored and counted
+like the others, and a typo such as ``Completed`` or ``task-completed`` is refused, not stored as a new kind."""
+OUTCOME_KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class OutcomeEvent(_WireRecord):
+    """What happened after the model's decision (topic ``outcomes``, key ``session_id``).
+
+    Joined to predictions by ``session_id`` and, when the assistant knows which utterance led to it,
+    ``utterance_id`` (the utterance event's ``id``). ``satisfaction`` is a 1..5 rating when the user gave
+    one; ``value`` a finite amount (the order value of a ``converted`` outcome, for instance).
+    """
+
+    id: EventId = Field(description="idempotency key")
+    ts: EventTime = Field(description="RFC 3339 time of the outcome")
+    session_id: EventId
+    utterance_id: EventId | None = Field(None, description="the id of the utterance event it follows")
+    kind: str = Field(description="task_completed, abandoned, escalated, converted, rephrased, or another "
+                                  "lowercase name")
+    satisfaction: int | None = Field(None, ge=1, le=5)
+    value: float | None = Field(None, allow_inf_nan=False)
+    version: int = SCHEMA_VERSION
+
+    @field_validator("kind")
+    @classmethod
+    def _known_or_lowercase_name(cls, value: str) -> str:
+        if not OUTCOME_KIND_PATTERN.fullmatch(value):
+            raise ValueError(f"kind must be one of {', '.join(OUTCOME_KINDS)} or another lowercase name "
+                             "[a-z][a-z0-9_]{0,31}")
+        return value
 
 
 def parse_utterance(
@@ -177,20 +242,80 @@ def parse_utterance(
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     max_record_bytes: int | None = None,
 ) -> UtteranceEvent:
-    """Validate one raw record against the wire contract.
+    """Validate one raw utterance record against the wire contract (:func:`parse_record`).
 
     Raises :class:`InvalidRecord` with a short, one-line, human-readable reason, and nothing else
     for any input. ``max_record_bytes`` defaults to :func:`record_limit` of ``max_text_chars``.
     """
+
+    def text_within_limit(event: UtteranceEvent) -> None:
+        if len(event.text) > max_text_chars:
+            raise InvalidRecord(f"text is {len(event.text)} characters, more than {max_text_chars}")
+
+    limit = record_limit(max_text_chars) if max_record_bytes is None else max_record_bytes
+    return parse_record(raw, UtteranceEvent, max_record_bytes=limit, required=REQUIRED_ON_THE_WIRE,
+                        check=text_within_limit)
+
+
+def parse_outcome(
+    raw: bytes | bytearray | memoryview | str | None, *, max_record_bytes: int = MAX_RECORD_BYTES,
+) -> OutcomeEvent:
+    """Validate one raw outcome record against the wire contract (:func:`parse_record`).
+
+    Raises :class:`InvalidRecord` with a short, one-line, human-readable reason, and nothing else for any input.
+
+    >>> parse_outcome(b'{"id": "o1", "ts": "2026-11-23T10:01:00Z", "session_id": "s1", "kind": "converted",'
+    ...               b' "value": "12.5"}')
+    Traceback (most recent call last):
+    ...
+    nlumon.records.InvalidRecord: field 'value': Input should be a valid number
+    """
+    return parse_record(raw, OutcomeEvent, max_record_bytes=max_record_bytes)
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def parse_record(
+    raw: bytes | bytearray | memoryview | str | None,
+    model: type[Record],
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    required: Sequence[str] = (),
+    check: Callable[[Record], None] | None = None,
+) -> Record:
+    """The hardened wire parser both contracts share: ``raw`` read strictly into ``model``.
+
+    Bounded before parsing (size), while parsing (nesting, number length) and after (strict types, no
+    coercion). ``required`` names fields with a Python default that the wire must carry; ``check`` refuses a
+    record the model accepts (a limit from the settings) by raising :class:`InvalidRecord`. Raises
+    :class:`InvalidRecord` with a one-line reason, and nothing else, for any input.
+
+    >>> parse_record(b'[{"id": "u1"}]', OutcomeEvent)
+    Traceback (most recent call last):
+    ...
+    nlumon.records.InvalidRecord: expected a JSON object, got array
+    """
     try:
-        return _parse(raw, max_text_chars, max_record_bytes)
+        payload = _json_object(raw, max_record_bytes)
+        missing = [name for name in required if name not in payload]
+        try:
+            record = model.model_validate(payload, strict=True)
+        except ValidationError as error:
+            raise InvalidRecord(_reason(model, error, missing)) from None
+        if missing:
+            raise InvalidRecord(_reason(model, None, missing))
+        if check is not None:
+            check(record)
+        return record
     except InvalidRecord:
         raise
     except Exception as error:  # any other failure is a bad record, never a crash
         raise InvalidRecord(f"internal error while parsing: {describe_error(error)}") from None
 
 
-def _parse(raw: Any, max_text_chars: int, max_record_bytes: int | None) -> UtteranceEvent:
+def _json_object(raw: Any, max_record_bytes: int) -> dict:
+    """``raw`` as a JSON object: UTF-8, at most ``max_record_bytes``, no long number, at most MAX_NESTING deep."""
     if raw is None:
         raise InvalidRecord("empty record (no value)")
     if isinstance(raw, str):
@@ -200,9 +325,8 @@ def _parse(raw: Any, max_text_chars: int, max_record_bytes: int | None) -> Utter
             raise InvalidRecord(f"not JSON: not valid UTF-8 ({error.reason} at character {error.start})") from None
     elif not isinstance(raw, bytes):
         raw = bytes(raw)
-    limit = record_limit(max_text_chars) if max_record_bytes is None else max_record_bytes
-    if len(raw) > limit:
-        raise InvalidRecord(f"record too large: {len(raw)} bytes, more than {limit}")
+    if len(raw) > max_record_bytes:
+        raise InvalidRecord(f"record too large: {len(raw)} bytes, more than {max_record_bytes}")
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -218,19 +342,9 @@ def _parse(raw: Any, max_text_chars: int, max_record_bytes: int | None) -> Utter
     _refuse_long_numbers(raw)
     if not isinstance(payload, dict):
         raise InvalidRecord(f"expected a JSON object, got {_json_type(payload)}")
-    depth = _nesting(payload, MAX_NESTING)
-    if depth > MAX_NESTING:
+    if _nesting(payload, MAX_NESTING) > MAX_NESTING:
         raise InvalidRecord(f"too deeply nested: JSON nested more than {MAX_NESTING} levels")
-    missing = [name for name in REQUIRED_ON_THE_WIRE if name not in payload]
-    try:
-        event = UtteranceEvent.model_validate(payload, strict=True)
-    except ValidationError as error:
-        raise InvalidRecord(_reason(error, missing)) from None
-    if missing:
-        raise InvalidRecord(_reason(None, missing))
-    if len(event.text) > max_text_chars:
-        raise InvalidRecord(f"text is {len(event.text)} characters, more than {max_text_chars}")
-    return event
+    return payload
 
 
 def _refuse_long_numbers(raw: bytes) -> None:
@@ -262,9 +376,9 @@ def _json_type(value: Any) -> str:
         type(value), "null" if value is None else type(value).__name__)
 
 
-def _reason(error: ValidationError | None, missing: list[str] = ()) -> str:
+def _reason(model: type[BaseModel], error: ValidationError | None, missing: Sequence[str] = ()) -> str:
     """One part per field, in the model's field order: ``missing field 'x'`` or ``field 'x': why``."""
-    order = list(UtteranceEvent.model_fields)
+    order = list(model.model_fields)
     parts = [(order.index(name), f"missing field '{name}'") for name in missing]
     for item in error.errors(include_url=False, include_input=False) if error is not None else ():
         field = ".".join(str(p) for p in item["loc"]) or "record"

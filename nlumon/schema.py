@@ -53,7 +53,12 @@ CREATE TABLE IF NOT EXISTS {db}.predictions (
     embedding_sketch Array(Float32),
     kafka_partition UInt16,
     kafka_offset UInt64,
-    row_version UInt64
+    row_version UInt64,
+    route String DEFAULT '',
+    route_heads Array(String),
+    route_scores Array(Float32),
+    experiment String DEFAULT '',
+    arm String DEFAULT ''
 ) ENGINE = ReplacingMergeTree(row_version)
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (assistant, ts, id)
@@ -69,7 +74,9 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters (
     kafka_offset Int64,
     reason String,
     original_bytes UInt32,
-    original_hash String
+    original_hash String,
+    experiment String DEFAULT '',
+    arm String DEFAULT ''
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (source_topic, kafka_partition, kafka_offset)
@@ -255,6 +262,156 @@ CREATE TABLE IF NOT EXISTS {db}.labeling_queue (
 ORDER BY text_hash
 """
 
+# Outcome events of the assistants (topic ``outcomes``): what happened after the model's decision. Joined to
+# predictions by session_id and, when the assistant knows it, utterance_id. One row per outcome id.
+OUTCOMES = """
+CREATE TABLE IF NOT EXISTS {db}.outcomes (
+    id String,
+    ts DateTime,
+    ingested_at DateTime,
+    session_id String,
+    utterance_id String,
+    kind String,
+    satisfaction Nullable(UInt8),
+    value Nullable(Float64),
+    kafka_partition UInt16,
+    kafka_offset UInt64,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (session_id, id)
+"""
+
+# What a shadow challenger said about an utterance the champion served (never published), with the champion's
+# answer beside it so disagreement needs no join. One row per (utterance, challenger version).
+SHADOW_PREDICTIONS = """
+CREATE TABLE IF NOT EXISTS {db}.shadow_predictions (
+    id String,
+    ts DateTime,
+    ingested_at DateTime,
+    assistant Enum8('shopper' = 1, 'associate' = 2),
+    session_id String,
+    role String,
+    model_version String,
+    champion_version String,
+    intent String,
+    confidence Float32,
+    ood_score Float32,
+    is_ood UInt8,
+    route String,
+    slot_types Array(String),
+    slot_values Array(String),
+    champion_intent String,
+    champion_route String,
+    champion_slot_types Array(String),
+    intent_agrees UInt8,
+    slots_agree UInt8,
+    route_agrees UInt8,
+    inference_ms Float32,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (assistant, ts, id, model_version)
+"""
+
+# The route mix of each window (monitor): one row per (window, assistant, route); assistant 'all' is the whole.
+ROUTE_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.route_windows (
+    window_start DateTime,
+    window_end DateTime,
+    assistant String,
+    model_version String,
+    route String,
+    rows UInt32,
+    share Float32,
+    scored_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, assistant, route)
+"""
+
+# Shadow disagreement per window (monitor): one row per (window, assistant, champion intent); intent '' is the
+# whole window, assistant 'all' the whole traffic.
+SHADOW_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.shadow_windows (
+    window_start DateTime,
+    window_end DateTime,
+    assistant String,
+    intent String,
+    champion_version String,
+    shadow_version String,
+    rows UInt32,
+    intent_disagreement Float32,
+    slot_disagreement Float32,
+    route_disagreement Float32,
+    scored_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, assistant, intent)
+"""
+
+# Conversion per window and subject (monitor/conversion.py, scored outcome_delay_s + grace_s after the window):
+# subject_kind 'intent' (the model's intent, rows it took as in distribution) or 'ood' (subject 'ood': the rows it
+# flagged OOD); traffic = predictions, converted = utterances with a converting outcome (docs/alerts.md).
+CONVERSION_WINDOWS = """
+CREATE TABLE IF NOT EXISTS {db}.conversion_windows (
+    window_start DateTime,
+    window_end DateTime,
+    assistant String,
+    subject_kind String,
+    subject String,
+    traffic UInt32,
+    converted UInt32,
+    rate Float32,
+    baseline_rate Float32,
+    baseline_traffic UInt32,
+    scored_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (window_start, assistant, subject_kind, subject)
+"""
+
+# Experiments (``nlumon experiment``): the definition and state of each, latest row wins.
+EXPERIMENTS = """
+CREATE TABLE IF NOT EXISTS {db}.experiments (
+    name String,
+    status String,
+    arms Array(String),
+    shares Array(Float32),
+    model_versions Array(String),
+    started_at DateTime,
+    stopped_at DateTime,
+    definition String,
+    updated_at DateTime,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+ORDER BY name
+"""
+
+# Each look at a running experiment (`nlumon experiment status`, the monitor): per arm and metric, the rate, its
+# interval, and the always-valid p-value against the control arm. One row per (experiment, look, arm, metric).
+EXPERIMENT_RESULTS = """
+CREATE TABLE IF NOT EXISTS {db}.experiment_results (
+    experiment String,
+    ts DateTime,
+    arm String,
+    metric String,
+    sessions UInt32,
+    value Float64,
+    low Float64,
+    high Float64,
+    p_value Float64,
+    srm_p_value Float64,
+    decision String,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (experiment, ts, arm, metric)
+"""
+
 TABLES: dict[str, str] = {
     "predictions": PREDICTIONS,
     "dead_letters": DEAD_LETTERS,
@@ -267,6 +424,13 @@ TABLES: dict[str, str] = {
     "alert_events": ALERT_EVENTS,
     "alert_deliveries": ALERT_DELIVERIES,
     "labeling_queue": LABELING_QUEUE,
+    "outcomes": OUTCOMES,
+    "shadow_predictions": SHADOW_PREDICTIONS,
+    "route_windows": ROUTE_WINDOWS,
+    "shadow_windows": SHADOW_WINDOWS,
+    "conversion_windows": CONVERSION_WINDOWS,
+    "experiments": EXPERIMENTS,
+    "experiment_results": EXPERIMENT_RESULTS,
 }
 
 
@@ -278,6 +442,17 @@ ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("status", "String DEFAULT 'scored'"),  # every row written before the column was a scored window
         ("reason", "String DEFAULT ''"),
         ("attempts", "UInt16 DEFAULT 0"),
+    ),
+    "predictions": (  # the route decision and the experiment arm (issue 16)
+        ("route", "String DEFAULT ''"),
+        ("route_heads", "Array(String)"),
+        ("route_scores", "Array(Float32)"),
+        ("experiment", "String DEFAULT ''"),
+        ("arm", "String DEFAULT ''"),
+    ),
+    "dead_letters": (
+        ("experiment", "String DEFAULT ''"),
+        ("arm", "String DEFAULT ''"),
     ),
 }
 _COLUMN_EXISTS = 44  # ClickHouse error code: "Cannot add column ...: column with this name already exists"
@@ -306,6 +481,16 @@ def ensure_columns(client: Client, database: str, table: str) -> list[str]:
             continue
         added.append(name)
     return added
+
+
+def migrate_columns(settings: ClickHouseSettings, tables: tuple[str, ...]) -> dict[str, list[str]]:
+    """:func:`ensure_columns` for ``tables`` of the configured database: what a process that writes them runs at
+    start, so an upgraded worker never writes a column an older table lacks. Returns table -> columns added."""
+    client = connect(settings)
+    try:
+        return {table: ensure_columns(client, settings.database, table) for table in tables}
+    finally:
+        client.disconnect()
 
 
 def connect(settings: ClickHouseSettings, *, database: str | None = None) -> Client:

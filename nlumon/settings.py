@@ -98,6 +98,7 @@ class TopicSettings(_Group):
     predictions: str = "predictions"
     labeling_queue: str = "labeling-queue"
     dead_letter: str = "dead-letter"
+    outcomes: str = Field("outcomes", description="outcome events of the assistants (task completed, escalated, ...)")
     partitions: int = Field(4, ge=1, description="partitions of `utterances` (max parallel workers)")
     other_partitions: int = Field(1, ge=1, description="partitions of the other topics")
     replication_factor: int = Field(1, ge=1)
@@ -122,6 +123,7 @@ class TopicSettings(_Group):
             self.predictions: self.other_partitions,
             self.labeling_queue: self.other_partitions,
             self.dead_letter: self.other_partitions,
+            self.outcomes: self.partitions,  # keyed by session like utterances: read in parallel by the workers
         }
 
     def retention_of(self, topic: str) -> int:
@@ -167,6 +169,53 @@ class ModelSettings(_Group):
     )
 
 
+class RoutingSettings(_Group):
+    """The route decision per utterance (``streams.routing``): clarify, confirm, escalate or fulfil."""
+
+    policy_path: Path | None = Field(
+        PROJECT_ROOT / "streams" / "default_routing.yaml",
+        description="routing policy YAML (streams/default_routing.yaml); none = no decision (route '')",
+    )
+
+    @field_validator("policy_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() in ("", "None", "none") else value
+
+
+class ShadowSettings(_Group):
+    """A challenger package scored beside the champion on live traffic, never published (``streams.shadow``)."""
+
+    package_path: Path | None = Field(None, description="the challenger package folder; none = no shadow")
+    share: float = Field(
+        1.0, ge=0, le=1, description="share of utterances the challenger also scores (by a hash of the session)")
+
+    @field_validator("package_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() in ("", "None", "none") else value
+
+
+class ExperimentSettings(_Group):
+    """Session A/B experiments (``experiments/``): the running one is a JSON file the workers watch."""
+
+    path: Path | None = Field(
+        None, description="the active experiment file that `nlumon experiment start` writes and the workers read; "
+        "default <folder of model.package_path>/experiment.json (beside the registry's `current`, which every "
+        "worker already reads)",
+    )
+    poll_s: float = Field(5.0, gt=0, description="how often a worker looks for a started or stopped experiment")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() in ("", "None", "none") else value
+
+    def resolved_path(self, package_path: Path) -> Path:
+        """``path``, or ``experiment.json`` beside ``package_path`` (the registry folder) when unset."""
+        return self.path if self.path is not None else Path(package_path).parent / "experiment.json"
+
+
 class StreamSettings(_Group):
     max_batch: int = Field(64, ge=1, description="micro-batch size (stream.take)")
     max_wait_s: float = Field(0.2, gt=0, description="longest wait to fill a micro-batch")
@@ -205,6 +254,12 @@ class MonitorSettings(_Group):
     drift_false_alarm_rate: float = Field(0.01, gt=0, lt=1)
     ood_in_distribution_fpr: float = Field(0.05, gt=0, lt=1)
     max_sample: int = Field(2000, ge=10, description="bound on rows per window for O(n^2) tests")
+    outcome_delay_s: int = Field(
+        300, ge=0, description="outcomes of a window's utterances are counted this long after the window ends "
+        "(a user completes or abandons a task minutes after speaking)",
+    )
+    conversion_baseline_days: int = Field(
+        7, ge=1, description="conversion of an intent is compared with its rate over this many days before")
 
 
 class AlertSettings(_Group):
@@ -305,6 +360,9 @@ class Settings(BaseSettings):
     services: ServiceSettings = ServiceSettings()
     alerts: AlertSettings = AlertSettings()
     labeling: LabelingSettings = LabelingSettings()
+    routing: RoutingSettings = RoutingSettings()
+    shadow: ShadowSettings = ShadowSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
 
     @classmethod

@@ -36,13 +36,22 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from nlumon.pii import deidentify_row
-from nlumon.records import DEFAULT_MAX_MESSAGE_BYTES, DeadLetter
-from nlumon.schema import connect
+from nlumon.records import DEFAULT_MAX_MESSAGE_BYTES, DeadLetter, describe_error
+from nlumon.schema import connect, migrate_columns
 from nlumon.settings import Settings
 from streams.features import PREDICTION_COLUMNS
 from streams.metrics import WorkerMetrics
 from streams.model_service import LoadedModel, ModelService, limit_blas_threads
-from streams.pipeline import DEAD_LETTER_COLUMNS, UTTERANCE_LOG_COLUMNS, BatchPipeline, RawRecord, dead_letter_row
+from streams.pipeline import (
+    DEAD_LETTER_COLUMNS,
+    SHADOW_COLUMNS,
+    UTTERANCE_LOG_COLUMNS,
+    BatchPipeline,
+    RawRecord,
+    dead_letter_row,
+    key_arm,
+)
+from streams.serving import Challengers, Serving
 from streams.sink import ClickHouseSink, Refused, SinkStoppedError
 
 if TYPE_CHECKING:
@@ -57,7 +66,9 @@ SINK_COLUMNS = {
     "predictions": PREDICTION_COLUMNS,
     "dead_letters": DEAD_LETTER_COLUMNS,
     "model_versions": ("model_version", "loaded_at", "worker", "package_sha256", "backend"),
+    "shadow_predictions": SHADOW_COLUMNS,  # not linked to a record: a refused shadow row is logged, not dead-lettered
 }
+UNLINKED_TABLES = ("shadow_predictions", "model_versions")  # rows that are not a record's outcome
 MODEL_POLL_INTERVAL_S = 5.0
 LAG_INTERVAL_S = 5.0
 
@@ -166,6 +177,9 @@ def refused_letters(refused: list[Refused], events: list[Any], source_topic: str
         if item.table == "dead_letters":  # the record already has its letter on the topic: never a second one
             log.error("ClickHouse refused a dead_letters row (the letter is on the topic): %s", item.message)
             continue
+        if item.table in UNLINKED_TABLES:  # the record was served and stored: only this side row is lost
+            log.error("ClickHouse refused a %s row (the record itself is stored): %s", item.table, item.message)
+            continue
         link = (item.row.get("kafka_partition"), item.row.get("kafka_offset"))
         message = by_offset.get(link)
         if message is None or link in seen:
@@ -230,6 +244,7 @@ class AgentHandle:
     drain: Callable[[], Awaitable[None]]
     stop_sink: Callable[[], None]
     registry: Any  # the worker's Prometheus registry, so the monitor's counters are served beside the worker's
+    metrics: WorkerMetrics | None = None  # the worker's counters (the outcomes agent counts on them too)
 
 
 SEND_RETRY_MAX_S = 5.0
@@ -290,6 +305,78 @@ async def publish_all(messages: list[tuple[Any, bytes, bytes, str]]) -> None:
             await send_confirmed(topic, key, value, what=what)
 
 
+# -- pieces every agent of the worker shares (the inference agent below, the outcomes agent in streams.outcomes) ----
+def worker_sink(settings: Settings, columns: dict, metrics: WorkerMetrics) -> ClickHouseSink:
+    """A ClickHouse sink with the stream settings' batching and back-pressure; retries are counted."""
+    return ClickHouseSink(
+        lambda: connect(settings.clickhouse),
+        columns=columns,
+        batch_rows=settings.stream.sink_batch_rows,
+        flush_interval_s=settings.stream.sink_flush_s,
+        max_pending_rows=settings.stream.sink_max_pending_rows,
+        on_retry=lambda error, attempt: metrics.sink_retries.inc(),
+    )
+
+
+def dead_letter_sender(topic: Any, metrics: WorkerMetrics, worker: str) -> Callable[[DeadLetter], tuple]:
+    """``letter -> message`` for :func:`publish_all` on ``topic``; each letter is counted and logged (one WARNING
+    line per record)."""
+
+    def message(letter: DeadLetter) -> tuple[Any, bytes, bytes, str]:
+        metrics.dead_letter(letter.reason)
+        log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition, letter.offset,
+                    letter.reason, extra={"worker": worker, "topic": letter.source_topic,
+                                          "partition": letter.partition, "offset": letter.offset,
+                                          "reason": letter.reason})
+        return topic, (letter.key or "").encode(), letter.to_json(), "a dead letter"
+
+    return message
+
+
+def failure_stopper(app: Any, settings: Settings, stopping: list[bool], worker: str) -> Callable[[BaseException], None]:
+    """What a batch that failed as a whole does: nothing while the worker stops (the producer closing under it is
+    not a fault; its records are redelivered), else :func:`fatal`."""
+
+    def stop_on_failure(error: BaseException) -> None:
+        if stopping or getattr(app, "should_stop", False):
+            log.warning("a batch was cut short by the shutdown (%r); its records are redelivered", error,
+                        extra={"worker": worker})
+            return
+        fatal(app, error, settings.stream.shutdown_timeout_s)
+
+    return stop_on_failure
+
+
+def drain_on_stop(committer: BatchCommitter, sink: ClickHouseSink, stopping: list[bool], budget_s: float,
+                  worker: str, what: str = "rows") -> Callable[[], Awaitable[None]]:
+    """The drain a worker runs on SIGTERM, before Faust stops the consumer: store and acknowledge what is
+    buffered within ``budget_s`` (every call together: the signal handler and ``on_before_shutdown`` both call
+    it); past that, stop the sink's retries, so nothing more is acked and Kafka redelivers it to the next owner."""
+    deadline: list[float] = []
+
+    async def drain() -> None:
+        stopping.append(True)
+        loop = asyncio.get_running_loop()
+        if not deadline:
+            deadline.append(loop.time() + budget_s)
+        left = deadline[0] - loop.time()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(committer.flush(), timeout=left)
+            log.info("drained: buffered %s stored and their records acknowledged", what, extra={"worker": worker})
+        except TimeoutError:
+            sink.stop()
+            log.warning("could not store the buffered %s within %.0f s; leaving them to the next owner", what,
+                        budget_s, extra={"worker": worker})
+        except Exception as error:  # stopping goes on whatever happened
+            sink.stop()
+            log.warning("drain of the buffered %s failed (%r); unacknowledged records go to the next owner", what,
+                        error, extra={"worker": worker})
+
+    return drain
+
+
 def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None = None) -> AgentHandle:
     """Declare the topics and register the inference agent and its timers on ``app``."""
     topics = settings.topics
@@ -304,37 +391,20 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
     sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlumon-sink")
     pipeline = BatchPipeline(settings)
     models = ModelService(settings.model, ood_fpr=settings.monitor.ood_in_distribution_fpr)
-    sink = ClickHouseSink(
-        lambda: connect(settings.clickhouse),
-        columns=SINK_COLUMNS,
-        batch_rows=settings.stream.sink_batch_rows,
-        flush_interval_s=settings.stream.sink_flush_s,
-        max_pending_rows=settings.stream.sink_max_pending_rows,
-        on_retry=lambda error, attempt: metrics.sink_retries.inc(),
-    )
-
-    def dead_letter_message(letter: DeadLetter) -> tuple[Any, bytes, bytes, str]:
-        """The message for ``publish_all``; the letter is counted and logged (one WARNING line per record)."""
-        metrics.dead_letter(letter.reason)
-        log.warning("dead-lettered %s[%s]@%s: %s", letter.source_topic, letter.partition, letter.offset,
-                    letter.reason, extra={"worker": worker, "topic": letter.source_topic,
-                                          "partition": letter.partition, "offset": letter.offset,
-                                          "reason": letter.reason})
-        return dead_letter, (letter.key or "").encode(), letter.to_json(), "a dead letter"
+    sink = worker_sink(settings, SINK_COLUMNS, metrics)
+    dead_letter_message = dead_letter_sender(dead_letter, metrics, worker)
 
     async def dead_letter_refused(refused: list[Refused], events: list) -> list[dict]:
         letters = refused_letters(refused, events, topics.utterances, topics.max_message_bytes)
         await publish_all([dead_letter_message(letter) for letter in letters])
-        return [dead_letter_row(letter) for letter in letters]
+        rows, now = [], serving()
+        for letter in letters:  # during an experiment, the row names the arm of the record's session
+            experiment, arm = key_arm(now, letter.key)
+            rows.append(dead_letter_row(letter, experiment=experiment, arm=arm))
+        return rows
 
     stopping: list[bool] = []  # set when the worker starts to stop (signal or shutdown)
-
-    def stop_on_failure(error: BaseException) -> None:
-        if stopping or getattr(app, "should_stop", False):  # the producer is closing under the batch: not a fault
-            log.warning("a batch was cut short by the shutdown (%r); its records are redelivered", error,
-                        extra={"worker": worker})
-            return
-        fatal(app, error, settings.stream.shutdown_timeout_s)
+    stop_on_failure = failure_stopper(app, settings, stopping, worker)
 
     def batch_done(task: asyncio.Future) -> None:
         """A batch whose publish or store failed as a whole stops the worker at once, even if no batch follows."""
@@ -344,11 +414,44 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
 
     committer = BatchCommitter(sink, sink_thread, metrics, on_refused=dead_letter_refused, on_fatal=stop_on_failure)
 
+    try:  # an older schema gets the columns this worker writes (else ClickHouse refuses every row: dead letters)
+        added = migrate_columns(settings.clickhouse, ("predictions", "dead_letters"))
+        if any(added.values()):
+            log.info("added columns to older tables: %s", {t: c for t, c in added.items() if c})
+    except Exception as error:  # no ALTER grant, or the server is not up yet: `nlumon services init` does it too
+        log.warning("could not check the tables' columns (%s); run `nlumon services init` after an upgrade",
+                    describe_error(error))
+
     # Fail fast: a worker that cannot load its model must not consume (its records would pile up unpredicted).
     first_model = models.start()
     metrics.serve(settings.stream.metrics_port)
     metrics.serving(first_model.version, first_model.backend)
     sink.add("model_versions", model_version_row(first_model, worker))
+    challengers = Challengers(settings, models)
+
+    def adopt_lineup(change: tuple) -> None:
+        """In the model thread: the new line-up serves from the next batch; retired runtimes close after it."""
+        lineup, retired = change
+        challengers.adopt(lineup)
+        for model in retired:
+            model.runtime.close()
+        experiment = lineup.experiment
+        entries = [("arm", arm, challengers.describe(model)) for arm, model in lineup.arms.items()]
+        if lineup.shadow is not None:
+            entries.append(("shadow", "", lineup.shadow.version))
+        metrics.serving_lineup(entries)
+        for model in lineup.models():
+            role = "shadow" if model is lineup.shadow else f"arm of {experiment.name if experiment else '?'}"
+            sink.add("model_versions", model_version_row(model, f"{worker} ({role})"))
+
+    initial = challengers.refresh()  # an experiment or shadow set before the start serves from the first batch
+    if initial is not None:
+        adopt_lineup(initial)
+
+    def serving() -> Serving | None:
+        """What serves the next batch (read in the model thread, where hot reloads and line-up swaps happen)."""
+        champion = models.current
+        return Serving(champion, challengers.lineup) if champion is not None else None
 
     async def publish_and_store(previous: asyncio.Future | None, processing: asyncio.Future, events: list) -> None:
         """The event-loop half of one batch: dead letters and predictions to Kafka, rows to the sink.
@@ -369,6 +472,14 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         await publish_all(messages)  # the broker has them before their records are acked
         log.debug("%d messages acknowledged by the broker", len(messages))
         metrics.predictions_out.inc(len(result.rows.get("predictions", [])))
+        if result.serving is not None and result.serving.lineup.shadow is not None:
+            # the challenger scores the batch after its decisions are out, so it never delays them (its rows are
+            # stored with the batch's; pipeline.shadow contains its own failures)
+            result = await asyncio.get_running_loop().run_in_executor(model_thread, pipeline.shadow, result)
+            metrics.shadow_rows.inc(len(result.rows.get("shadow_predictions", [])))
+            metrics.shadow_seconds.observe(result.shadow_s)
+            if result.shadow_error:
+                metrics.shadow_errors.inc()
         for table, rows in result.rows.items():
             for row in rows:
                 sink.add(table, row)
@@ -408,7 +519,8 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
                 metrics.records_in.inc(len(records))
                 log.debug("batch of %d taken", len(records))
                 # the model is read in the model thread, so a hot reload queued before this batch applies to it
-                processing = loop.run_in_executor(model_thread, lambda r=records: pipeline.process(r, models.current))
+                processing = loop.run_in_executor(
+                    model_thread, lambda r=records: pipeline.process(r, serving(), shadow=False))
                 previous = in_flight[-1] if in_flight else None
                 task = asyncio.ensure_future(publish_and_store(previous, processing, events))
                 task.add_done_callback(batch_done)
@@ -437,6 +549,16 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
         metrics.serving(model.version, model.backend)
         sink.add("model_versions", model_version_row(model, worker))
         log.info("now serving model %s", model.version, extra={"worker": worker, "model_version": model.version})
+
+    @app.timer(interval=settings.experiments.poll_s)
+    @guarded("watch_lineup", worker, metrics)
+    async def watch_lineup() -> None:
+        """Follow the experiment file and the shadow setting: load new packages in a thread (beside the ones in
+        service), then swap the line-up in the model thread between two batches."""
+        loop = asyncio.get_running_loop()
+        change = await loop.run_in_executor(None, challengers.refresh)
+        if change is not None:
+            await loop.run_in_executor(model_thread, adopt_lineup, change)
 
     @app.timer(interval=LAG_INTERVAL_S)
     @guarded("measure_lag", worker, metrics)
@@ -477,34 +599,12 @@ def attach_agents(app: faust.App, settings: Settings, *, worker_id: str | None =
             except KeyError:  # never measured
                 pass
 
-    drain_deadline: list[float] = []  # set by the first drain; a second one (on_before_shutdown) uses what is left
-
-    async def drain() -> None:
-        """On SIGTERM, before Faust stops the consumer: store and acknowledge what is buffered, within half the
-        shutdown timeout (both calls together); past that, stop the sink's retries (nothing more is acked;
-        Kafka redelivers it to the next owner)."""
-        stopping.append(True)
-        loop = asyncio.get_running_loop()
-        if not drain_deadline:
-            drain_deadline.append(loop.time() + settings.stream.shutdown_timeout_s / 2)
-        left = drain_deadline[0] - loop.time()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            await asyncio.wait_for(committer.flush(), timeout=left)
-            log.info("drained: buffered rows stored and their records acknowledged", extra={"worker": worker})
-        except TimeoutError:
-            sink.stop()
-            log.warning("could not store the buffered rows within %.0f s; leaving them to the next owner",
-                        settings.stream.shutdown_timeout_s / 2, extra={"worker": worker})
-        except Exception as error:  # stopping goes on whatever happened
-            sink.stop()
-            log.warning("drain failed (%r); unacknowledged records go to the next owner", error,
-                        extra={"worker": worker})
+    # on SIGTERM, before Faust stops the consumer (both calls together get half the shutdown timeout)
+    drain = drain_on_stop(committer, sink, stopping, settings.stream.shutdown_timeout_s / 2, worker)
 
     @app.on_before_shutdown.connect
     @guarded("flush_on_stop", worker, metrics)
     async def _flush_on_stop(sender: Any, **_: Any) -> None:
         await drain()
 
-    return AgentHandle(drain=drain, stop_sink=sink.stop, registry=metrics.registry)
+    return AgentHandle(drain=drain, stop_sink=sink.stop, registry=metrics.registry, metrics=metrics)

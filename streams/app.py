@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from nlumon.settings import Settings
 
 if TYPE_CHECKING:
     import faust
+
+    from streams.agents import AgentHandle
 
 
 def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App:
@@ -19,7 +22,6 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
 
     from monitor.metrics import monitor_metrics
     from monitor.service import attach_monitor
-    from streams.agents import attach_agents
 
     # Faust's data dir (default: ./<app id>-data in the working directory, which the image's user may not write)
     # lives under the run dir; Faust creates only its last folder, and formats the path (braces are escaped)
@@ -49,7 +51,28 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         # stream.shutdown_timeout_s (streams.worker) and the rest is redelivered to the partition's next owner.
         stream_wait_empty=False,
     )
-    app.nlumon = attach_agents(app, settings, worker_id=worker_id)  # the drain hook streams.worker calls on SIGTERM
+    app.nlumon = attach_all_agents(app, settings, worker_id)  # the drain hook streams.worker calls on SIGTERM
     # a leader-only timer: one worker of the group scores the windows; its counters are on the worker's /metrics
     attach_monitor(app, settings, metrics=monitor_metrics(app.nlumon.registry))
     return app
+
+
+def attach_all_agents(app: faust.App, settings: Settings, worker_id: str | None) -> AgentHandle:
+    """The inference agent and the outcomes agent, with one handle that drains and stops both."""
+    from streams.agents import AgentHandle, attach_agents
+    from streams.outcomes import attach_outcome_agent
+
+    worker = worker_id or f"{app.conf.id}-{id(app):x}"
+    inference = attach_agents(app, settings, worker_id=worker)
+    # the counters belong on the one registry the worker serves: the inference agent's
+    outcomes = attach_outcome_agent(app, settings, worker=worker, metrics=inference.metrics)
+
+    async def drain() -> None:
+        """Both drains at once, each within its own half of ``stream.shutdown_timeout_s``."""
+        await asyncio.gather(inference.drain(), outcomes.drain())
+
+    def stop_sink() -> None:
+        inference.stop_sink()
+        outcomes.stop_sink()
+
+    return AgentHandle(drain=drain, stop_sink=stop_sink, registry=inference.registry, metrics=inference.metrics)

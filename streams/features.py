@@ -12,7 +12,7 @@ through :func:`nlumon.pii.deidentify_row`, which scrubs every other string colum
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,13 +20,14 @@ import numpy as np
 
 from nlumon.pii import deidentify_row, deidentify_utterance, text_hash
 from nlumon.records import UtteranceEvent
+from streams.routing import RoutingPolicy, route_features
 
 PREDICTION_COLUMNS = (
     "id", "ts", "ingested_at", "assistant", "session_id", "channel", "locale", "model_version",
     "text_scrubbed", "text_hash", "intent", "confidence", "top_intents", "top_scores", "margin", "entropy",
     "energy", "ood_score", "is_ood", "token_count", "unk_rate", "slot_types", "slot_values", "slot_confidences",
     "asr_confidence", "frustration", "batch_size", "inference_ms", "e2e_ms", "embedding_sketch",
-    "kafka_partition", "kafka_offset", "row_version",
+    "kafka_partition", "kafka_offset", "row_version", "route", "route_heads", "route_scores", "experiment", "arm",
 )
 # String columns that deidentify_row leaves as they are, and why.
 PREDICTION_KEEP = (
@@ -36,6 +37,8 @@ PREDICTION_KEEP = (
     "assistant", "channel",  # validated enums (shopper/associate, voice/text)
     "intent", "top_intents", "slot_types",  # the model's label vocabulary
     "text_scrubbed", "slot_values",  # de-identified in context by deidentify_utterance
+    "route", "route_heads",  # the routing policy's route and feature names (streams.routing)
+    "experiment", "arm",  # names checked by experiments.definition (letters, digits, _ . -)
 )
 
 
@@ -106,8 +109,16 @@ def prediction_rows(
     now: datetime,
     row_version: int,
     pii: PiiPolicy = PiiPolicy(),
+    policy: RoutingPolicy | None = None,
+    experiment: str = "",
+    arm: str = "",
+    head_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict]:
-    """One row per (event, prediction). ``positions`` = (partition, offset, kafka timestamp in s)."""
+    """One row per (event, prediction). ``positions`` = (partition, offset, kafka timestamp in s).
+
+    ``policy`` decides each row's route from its features and the model's extra heads (none: route '');
+    ``head_labels`` (the model's head labels) lets it read both probabilities of a binary head; ``experiment`` and
+    ``arm`` name the experiment arm that served the batch ('' outside an experiment)."""
     rows = []
     now_naive = now.replace(tzinfo=None, microsecond=0)
     sketch_lists = np.round(np.asarray(sketches, dtype=np.float64), 5).tolist()  # one pass for the batch
@@ -118,7 +129,7 @@ def prediction_rows(
         types = [span.type for span in prediction.slots]
         confidences = [round(float(span.confidence), 4) for span in prediction.slots]
         e2e_ms = (now.timestamp() - kafka_ts) * 1000 if kafka_ts else 0.0
-        rows.append(deidentify_row({
+        row = {
             "id": event.id,
             "ts": event.ts.replace(tzinfo=None),
             "ingested_at": now_naive,
@@ -152,5 +163,16 @@ def prediction_rows(
             "kafka_partition": partition,
             "kafka_offset": offset,
             "row_version": row_version,
-        }, keep=PREDICTION_KEEP))
+            "route": "",
+            "route_heads": [],
+            "route_scores": [],
+            "experiment": experiment,
+            "arm": arm,
+        }
+        if policy is not None:
+            decision = policy.decide(route_features(row, prediction.heads, labels=head_labels))
+            row["route"], row["route_heads"] = decision.route, list(decision.heads)
+            row["route_scores"] = [round(_finite(score), 5) for score in decision.scores]
+        rows.append(deidentify_row(row, keep=PREDICTION_KEEP))
     return rows
+

@@ -46,6 +46,15 @@ class WorkerMetrics:
                                    ["worker", "version", "backend"], registry=self.registry)
         self.model_reloads = Counter("nlumon_model_reloads_total", "hot reloads of the model", ["worker", "outcome"],
                                      registry=self.registry)
+        self.shadow_rows = Counter("nlumon_shadow_predictions_total", "utterances the shadow challenger scored",
+                                   ["worker"], registry=self.registry).labels(**labels)
+        self.shadow_errors = Counter("nlumon_shadow_errors_total", "batches the shadow challenger failed on (the "
+                                     "served rows are unaffected)", ["worker"], registry=self.registry).labels(**labels)
+        self.shadow_seconds = Histogram("nlumon_shadow_seconds", "shadow challenger time per batch (model and "
+                                        "features)", ["worker"], buckets=LATENCY_BUCKETS,
+                                        registry=self.registry).labels(**labels)
+        self.lineup = Gauge("nlumon_lineup_info", "1 per model beside the champion: an experiment arm or the shadow",
+                            ["worker", "role", "name", "version"], registry=self.registry)
         self._worker_id = self.worker_id = worker_id
 
     def dead_letter(self, reason: str) -> None:
@@ -58,6 +67,12 @@ class WorkerMetrics:
     def serving(self, version: str, backend: str) -> None:
         self.model_version.clear()
         self.model_version.labels(worker=self._worker_id, version=version, backend=backend).set(1)
+
+    def serving_lineup(self, entries: list[tuple[str, str, str]]) -> None:
+        """(role, name, version) of every model beside the champion: ("arm", arm, version), ("shadow", "", v)."""
+        self.lineup.clear()
+        for role, name, version in entries:
+            self.lineup.labels(worker=self._worker_id, role=role, name=name, version=version).set(1)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         if port:

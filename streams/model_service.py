@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ class LoadedModel:
     backend: str
     reference: Any  # model_runtime.reference.ReferenceStats, loaded once
     ood_threshold: float
+    # the labels of each extra head: the routing policy then knows both probabilities of a binary head
+    head_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def ood_scores(self, embeddings: np.ndarray) -> np.ndarray:
         return self.reference.mahalanobis(embeddings)
@@ -89,7 +92,8 @@ class ModelService:
                 raise ModelUnavailableError(f"package {path} failed its smoke prediction")
             reference = runtime.package.reference()
             model = LoadedModel(runtime, path, runtime.model_version, runtime.backend, reference,
-                                ood_threshold_of(runtime.package, reference, self.ood_fpr))
+                                ood_threshold_of(runtime.package, reference, self.ood_fpr),
+                                {head.name: tuple(head.labels) for head in runtime.package.config.heads})
         except Exception:
             runtime.close()
             raise

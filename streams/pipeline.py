@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nlumon.pii import deidentify_row, load_word_lists, text_hash
+from nlumon.pii import deidentify_copy, deidentify_row, load_word_lists, text_hash
 from nlumon.records import (
     INTERNAL_ERROR_MAX_CHARS,
     DeadLetter,
@@ -30,6 +30,8 @@ from nlumon.records import (
 )
 from nlumon.settings import Settings
 from streams.features import PiiPolicy, prediction_rows
+from streams.routing import RoutingPolicy, load_policy
+from streams.serving import Serving
 
 if TYPE_CHECKING:
     from streams.model_service import LoadedModel
@@ -42,10 +44,21 @@ UTTERANCE_LOG_COLUMNS = (
 )
 DEAD_LETTER_COLUMNS = (
     "ts", "source_topic", "kafka_partition", "kafka_offset", "reason", "original_bytes", "original_hash",
+    "experiment", "arm",
+)
+SHADOW_COLUMNS = (
+    "id", "ts", "ingested_at", "assistant", "session_id", "role", "model_version", "champion_version", "intent",
+    "confidence", "ood_score", "is_ood", "route", "slot_types", "slot_values", "champion_intent", "champion_route",
+    "champion_slot_types", "intent_agrees", "slots_agree", "route_agrees", "inference_ms", "row_version",
 )
 # String columns nlumon.pii.deidentify_row leaves as they are (identifiers, hashes, enums); it scrubs the rest.
 UTTERANCE_LOG_KEEP = ("id", "text_hash", "assistant", "channel")
-DEAD_LETTER_KEEP = ("original_hash", "source_topic")  # a topic name is configuration, never user text
+# a topic name is configuration, never user text; experiment and arm names are checked by experiments.definition
+DEAD_LETTER_KEEP = ("original_hash", "source_topic", "experiment", "arm")
+# identifiers, versions, the label vocabulary, routes; slot_values come scrubbed from the feature row and are
+# scrubbed once more by shadow_row (deidentify_copy, with their slot types), so no row can carry a name
+SHADOW_KEEP = ("id", "assistant", "role", "model_version", "champion_version", "intent", "route", "slot_types",
+               "slot_values", "champion_intent", "champion_route", "champion_slot_types")
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,11 @@ class BatchResult:
     events: list[UtteranceEvent] = field(default_factory=list)
     inference_s: float = 0.0
     model_version: str | None = None
+    shadow_s: float = 0.0  # time the shadow challenger took (model and features)
+    shadow_error: str = ""  # why the shadow challenger did not score this batch ('' = it did, or none is set)
+    serving: Serving | None = None  # what served the batch, when, and the rows' version (the shadow step reads them)
+    now: datetime | None = None
+    row_version: int = 0
 
     def add_row(self, table: str, row: dict) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -86,13 +104,22 @@ class BatchPipeline:
     retried record by record, and only the records that fail alone are dead-lettered.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: RoutingPolicy | None = None) -> None:
         self.settings = settings
         self.max_message_bytes = settings.topics.max_message_bytes
         self.pii = PiiPolicy(settings.stream.pii_name_gazetteer, settings.stream.pii_keep_slot_confidence)
+        if policy is None and settings.routing.policy_path is not None:
+            policy = load_policy(settings.routing.policy_path)  # a bad policy file stops the worker at start
+        self.policy = policy
         load_word_lists()  # read the name and word lists now, not inside the first batch
 
-    def process(self, records: Sequence[RawRecord], model: LoadedModel | None = None) -> BatchResult:
+    def process(self, records: Sequence[RawRecord], model: Serving | LoadedModel | None = None, *,
+                shadow: bool = True) -> BatchResult:
+        """``model``: what serves this batch (a :class:`~streams.serving.Serving`, or just the champion).
+
+        With ``shadow`` the shadow challenger (if any) scores the batch too; the worker passes False and calls
+        :meth:`shadow` after publishing the decisions, so the challenger never delays them."""
+        serving = Serving(model) if model is not None and not isinstance(model, Serving) else model
         result = BatchResult()
         now = datetime.now(UTC)
         row_version = time.time_ns() // 1000
@@ -103,25 +130,82 @@ class BatchPipeline:
                     raise InvalidRecord("empty record (no value)")
                 event = parse_utterance(record.value, max_text_chars=self.settings.stream.max_text_chars)
             except InvalidRecord as error:
-                self._dead_letter(result, record, str(error))
+                self._dead_letter(result, record, str(error), *key_arm(serving, record.key))
                 continue
             except Exception as error:  # parse_utterance raises only InvalidRecord; never crash
-                self._dead_letter(result, record, f"internal error while parsing: {describe_error(error)}")
+                self._dead_letter(result, record, f"internal error while parsing: {describe_error(error)}",
+                                  *key_arm(serving, record.key))
                 continue
             accepted.append((record, event))
         predicted: list[dict | None] = [None] * len(accepted)
-        if model is not None and accepted:
-            accepted, predicted = self._predict(result, accepted, model, now, row_version)
+        if serving is not None and accepted:
+            accepted, predicted = self._serve(result, accepted, serving, now, row_version)
         for (record, event), prediction_row in zip(accepted, predicted, strict=True):
             try:
                 log_row = self._log_row(record, event, prediction_row, now, row_version)
             except Exception as error:  # one record's failure stays with that record
-                self._dead_letter(result, record, f"internal error while logging: {describe_error(error)}")
+                self._dead_letter(result, record, f"internal error while logging: {describe_error(error)}",
+                                  *key_arm(serving, record.key))
                 continue
             result.events.append(event)
             result.add_row("utterance_log", log_row)
             if prediction_row is not None:
                 result.add_row("predictions", prediction_row)
+        result.serving, result.now, result.row_version = serving, now, row_version
+        if shadow:
+            self.shadow(result)
+        return result
+
+    def _serve(
+        self, result: BatchResult, accepted: list[tuple[RawRecord, UtteranceEvent]], serving: Serving,
+        now: datetime, row_version: int,
+    ) -> tuple[list[tuple[RawRecord, UtteranceEvent]], list[dict | None]]:
+        """Each experiment arm's records through its model (outside an experiment: all through the champion);
+        the records kept and their rows, in the batch's order."""
+        by_arm: dict[str, list[int]] = {}
+        for index, (_, event) in enumerate(accepted):
+            by_arm.setdefault(serving.arm_of(event.session_id), []).append(index)
+        experiment = serving.experiment.name if serving.experiment is not None else ""
+        rows_at: dict[int, dict] = {}
+        inference_s = 0.0
+        for arm, indices in by_arm.items():
+            model = serving.model_of_arm(arm)
+            kept, rows = self._predict(result, [(i, *accepted[i]) for i in indices], model, now, row_version,
+                                       experiment=experiment, arm=arm)
+            inference_s += result.inference_s
+            rows_at.update(zip(kept, rows, strict=True))
+        result.inference_s = inference_s
+        result.model_version = serving.champion.version
+        order = sorted(rows_at)
+        return [accepted[i] for i in order], [rows_at[i] for i in order]
+
+    def shadow(self, result: BatchResult) -> BatchResult:
+        """Add the shadow challenger's answers for the batch's shadowed sessions, beside the served ones (rows of
+        ``shadow_predictions``). Its failure costs only its own rows (logged and kept in ``shadow_error``)."""
+        serving = result.serving
+        shadow = serving.lineup.shadow if serving is not None else None
+        if shadow is None or not result.rows.get("predictions"):
+            return result
+        served = {row["id"]: row for row in result.rows["predictions"]}
+        chosen = [(RawRecord(None, None, row["kafka_partition"], row["kafka_offset"], ""), event)
+                  for event in result.events
+                  if (row := served.get(event.id)) is not None and serving.shadowed(event.session_id)
+                  and row["model_version"] != shadow.version]  # an experiment arm the challenger itself served
+        if not chosen:
+            return result
+        started = time.perf_counter()
+        try:
+            predictions = _checked(shadow.runtime.predict([event.text for _, event in chosen]), len(chosen))
+            inference_ms = (time.perf_counter() - started) * 1000
+            rows = self._feature_rows(chosen, predictions, model=shadow, now=result.now,
+                                      row_version=result.row_version, inference_ms=inference_ms)
+            for row in rows:
+                result.add_row("shadow_predictions", shadow_row(row, served[row["id"]], inference_ms))
+        except Exception as error:  # the challenger's failure never touches what was served
+            result.shadow_error = describe_error(error)
+            log.warning("shadow challenger %s failed on a batch of %d: %s", shadow.version, len(chosen),
+                        result.shadow_error)
+        result.shadow_s = time.perf_counter() - started
         return result
 
     def _log_row(self, record: RawRecord, event: UtteranceEvent, prediction_row: dict | None, now: datetime,
@@ -143,60 +227,66 @@ class BatchPipeline:
             "row_version": row_version,
         }, keep=UTTERANCE_LOG_KEEP)
 
-    def _dead_letter(self, result: BatchResult, record: RawRecord, reason: str) -> None:
+    def _dead_letter(self, result: BatchResult, record: RawRecord, reason: str, experiment: str = "",
+                     arm: str = "") -> None:
+        """A dead letter for ``record``; during an experiment its row names the arm (so each arm's dead-letter
+        rate can be compared)."""
         letter = DeadLetter.for_bytes(
             record.value, reason, source_topic=record.topic,
             partition=record.partition, offset=record.offset, key=record.key,
             max_bytes=self.max_message_bytes,
         )
         result.dead_letters.append(letter)
-        result.add_row("dead_letters", dead_letter_row(letter))
+        result.add_row("dead_letters", dead_letter_row(letter, experiment=experiment, arm=arm))
 
     def _predict(
-        self, result: BatchResult, accepted: list[tuple[RawRecord, UtteranceEvent]], model: LoadedModel,
-        now: datetime, row_version: int,
-    ) -> tuple[list[tuple[RawRecord, UtteranceEvent]], list[dict | None]]:
-        """Run the model once for the batch and compute the feature rows; if the batch fails, find and
-        dead-letter the records that fail alone. Returns the records kept and their rows, aligned."""
+        self, result: BatchResult, accepted: list[tuple[int, RawRecord, UtteranceEvent]], model: LoadedModel,
+        now: datetime, row_version: int, *, experiment: str = "", arm: str = "",
+    ) -> tuple[list[int], list[dict]]:
+        """Run the model once for ``accepted`` (index, record, event) and compute the feature rows; if the batch
+        fails, find and dead-letter the records that fail alone. Returns the indices kept and their rows."""
         started = time.perf_counter()
-        texts = [event.text for _, event in accepted]
+        texts = [event.text for _, _, event in accepted]
         try:
             predictions = _checked(model.runtime.predict(texts), len(texts))
         except Exception as error:
             log.error("model failed on a batch of %d (%s); retrying one by one", len(texts), describe_error(error))
             predictions, kept = [], []
-            for record, event in accepted:
+            for item in accepted:
                 try:
-                    predictions += _checked(model.runtime.predict([event.text]), 1)
-                    kept.append((record, event))
+                    predictions += _checked(model.runtime.predict([item[2].text]), 1)
+                    kept.append(item)
                 except Exception as single_error:
-                    self._dead_letter(result, record, f"model error: {_message(single_error)}")
+                    self._dead_letter(result, item[1], f"model error: {_message(single_error)}", experiment, arm)
             accepted = kept
         result.inference_s = time.perf_counter() - started
         result.model_version = model.version
         if not accepted:
             return [], []
-        batch = dict(model=model, now=now, row_version=row_version, inference_ms=result.inference_s * 1000)
+        batch = dict(model=model, now=now, row_version=row_version, inference_ms=result.inference_s * 1000,
+                     experiment=experiment, arm=arm)
+        pairs = [(record, event) for _, record, event in accepted]
         try:
-            return accepted, self._feature_rows(accepted, predictions, **batch)
+            return [index for index, _, _ in accepted], self._feature_rows(pairs, predictions, **batch)
         except Exception as error:
             log.error("features failed on a batch of %d (%s); computing them one by one", len(accepted),
                       describe_error(error))
         kept, rows = [], []
-        for (record, event), prediction in zip(accepted, predictions, strict=True):
+        for (index, record, event), prediction in zip(accepted, predictions, strict=True):
             try:
                 (row,) = self._feature_rows([(record, event)], [prediction], **batch)
             except Exception as single_error:
-                self._dead_letter(result, record, f"feature error: {describe_error(single_error)}")
+                self._dead_letter(result, record, f"feature error: {describe_error(single_error)}", experiment,
+                                  arm)
                 continue
             row["batch_size"] = min(len(accepted), 65535)
-            kept.append((record, event))
+            kept.append(index)
             rows.append(row)
         return kept, rows
 
     def _feature_rows(
         self, accepted: list[tuple[RawRecord, UtteranceEvent]], predictions: list, *, model: LoadedModel,
-        now: datetime, row_version: int, inference_ms: float,
+        now: datetime, row_version: int, inference_ms: float, experiment: str = "", arm: str = "",
     ) -> list[dict]:
         embeddings = np.stack([p.embedding for p in predictions])
         rows = prediction_rows(
@@ -212,8 +302,53 @@ class BatchPipeline:
             now=now,
             row_version=row_version,
             pii=self.pii,
+            policy=self.policy,
+            head_labels=model.head_labels if self.policy is not None else None,
+            experiment=experiment,
+            arm=arm,
         )
         return _checked(rows, len(accepted))
+
+
+def shadow_row(challenger: dict, served: dict, inference_ms: float) -> dict:
+    """The ``shadow_predictions`` row: the challenger's answer (its feature row) beside the served one."""
+    slots = list(zip(challenger["slot_types"], challenger["slot_values"], strict=True))
+    served_slots = list(zip(served["slot_types"], served["slot_values"], strict=True))
+    return deidentify_row({
+        "id": challenger["id"],
+        "ts": challenger["ts"],
+        "ingested_at": challenger["ingested_at"],
+        "assistant": challenger["assistant"],
+        "session_id": challenger["session_id"],
+        "role": "shadow",
+        "model_version": challenger["model_version"],
+        "champion_version": served["model_version"],
+        "intent": challenger["intent"],
+        "confidence": challenger["confidence"],
+        "ood_score": challenger["ood_score"],
+        "is_ood": challenger["is_ood"],
+        "route": challenger["route"],
+        "slot_types": challenger["slot_types"],
+        "slot_values": deidentify_copy("", challenger["slot_values"], challenger["slot_types"])[1],
+        "champion_intent": served["intent"],
+        "champion_route": served["route"],
+        "champion_slot_types": served["slot_types"],
+        "intent_agrees": int(challenger["intent"] == served["intent"]),
+        "slots_agree": int(slots == served_slots),
+        "route_agrees": int(challenger["route"] == served["route"]),
+        "inference_ms": round(inference_ms, 3),
+        "row_version": challenger["row_version"],
+    }, keep=SHADOW_KEEP)
+
+
+def key_arm(serving: Serving | None, key: bytes | str | None) -> tuple[str, str]:
+    """(experiment, arm) of a record's Kafka key (the session id, by contract) while an experiment runs, else
+    ('', ''): a record that could not be read still counts against the arm its session belongs to."""
+    experiment = serving.experiment if serving is not None else None
+    if experiment is None or not key:
+        return "", ""
+    session = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    return experiment.name, experiment.arm_of(session)
 
 
 def _checked(items, count: int) -> list:
@@ -233,8 +368,9 @@ def _message(error: BaseException) -> str:
     return one_line(message, INTERNAL_ERROR_MAX_CHARS) if message.strip() else describe_error(error)
 
 
-def dead_letter_row(letter: DeadLetter) -> dict:
-    """The ``dead_letters`` row: size and SHA-256 of the whole original, even when the letter keeps a prefix."""
+def dead_letter_row(letter: DeadLetter, *, experiment: str = "", arm: str = "") -> dict:
+    """The ``dead_letters`` row: size and SHA-256 of the whole original, even when the letter keeps a prefix;
+    ``experiment``/``arm`` name the experiment arm of the record's session, if one was running."""
     if letter.original_size is None or letter.original_sha256 is None:  # a letter from before those fields
         original = letter.original()
         size, digest = len(original), hashlib.sha256(original).hexdigest()
@@ -248,4 +384,6 @@ def dead_letter_row(letter: DeadLetter) -> dict:
         "reason": letter.reason[:1000],
         "original_bytes": size,
         "original_hash": digest,
+        "experiment": experiment,
+        "arm": arm,
     }, keep=DEAD_LETTER_KEEP)

@@ -210,10 +210,11 @@ def replay_producer(settings: Settings, **overrides: Any):
 def send_records(
     settings: Settings, records: Iterable[tuple[bytes | None, bytes | None]], *, rate: float = 0.0,
     progress: bool = False, total: int | None = None, on_result: ResultCallback | None = None,
-    flush_timeout_s: float = 180.0, producer_config: dict[str, Any] | None = None,
+    flush_timeout_s: float = 180.0, producer_config: dict[str, Any] | None = None, topic: str | None = None,
 ) -> ReplayOutcome:
-    """Send ``(key, value)`` records to the utterances topic, paced at ``rate`` per second (0 = no pacing),
-    and wait for the broker's acknowledgement of each. Never raises for a refused record: it is counted."""
+    """Send ``(key, value)`` records to ``topic`` (default: the utterances topic), paced at ``rate`` per second
+    (0 = no pacing), and wait for the broker's acknowledgement of each. Never raises for a refused record: it
+    is counted."""
     from kafka.errors import KafkaError
     from tqdm import tqdm
 
@@ -247,7 +248,7 @@ def send_records(
             with lock:
                 outcome.sent += 1
             try:
-                future = producer.send(settings.topics.utterances, key=key or None, value=value)
+                future = producer.send(topic or settings.topics.utterances, key=key or None, value=value)
             except KafkaError as error:  # refused before it left: too large, no metadata within max_block_ms
                 resolve(index, None, error)
             else:

@@ -34,7 +34,8 @@ from nlumon.settings import Settings
 # Tables partitioned by toYYYYMMDD, so a partition id is a day.
 DAY_PARTITIONED = tuple(name for name, ddl in TABLES.items() if "PARTITION BY toYYYYMMDD" in ddl)
 # The monitor's per-window result tables: day-partitioned on window_start, so they are in DAY_PARTITIONED.
-WINDOW_TABLES = ("monitor_windows", "drift_results", "ood_clusters", "slot_value_windows")
+WINDOW_TABLES = ("monitor_windows", "drift_results", "ood_clusters", "slot_value_windows", "route_windows",
+                 "shadow_windows", "conversion_windows")
 # Tables without day partitions that hold text or traffic data -> the DateTime column that dates a row.
 DELETED_BY_TIME: dict[str, str] = {
     "labeling_queue": "flagged_at",  # scrubbed text and slot values of flagged utterances
@@ -43,6 +44,9 @@ DELETED_BY_TIME: dict[str, str] = {
 # Tables kept whole, and why.
 KEPT: dict[str, str] = {
     "model_versions": "which model package each worker loaded: no traffic data, one row per load",
+    "experiments": "each experiment's definition and state: names, shares and package versions, no traffic data",
+    "experiment_results": "per-arm aggregates of each look (rates, intervals, p-values): no utterance, session or "
+    "user in them, and an experiment's record outlives its raw rows",
 }
 # Files under the run dir that hold derived text: reports quote utterances and slot values; the demo's alert
 # stores hold alert bodies.

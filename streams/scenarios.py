@@ -4,8 +4,8 @@ A scenario decides, event by event, what kind of utterance to send: ordinary ret
 emerging product line the model was never trained on, out-of-scope queries (CLINC150 ``oos``),
 ASR-degraded speech, unseen brands and people, or malformed records. Event times are simulated
 (``start + i * spacing``), so a replay sent in seconds spans many monitoring windows. Every event's
-truth (phase, kind, true intent) is written next to the scenario's timeline, so the detectors can
-be scored against it.
+truth (phase, kind, true intent, session) is written next to the scenario's timeline, so the detectors
+can be scored against it and the outcome simulator (``streams.outcome_sim``) knows when the model was right.
 
     >>> events = list(scenario_events("sudden-shift", 400, seed=3, spacing_ms=1000))
     >>> sorted({e.truth["phase"] for e in events})
@@ -168,7 +168,7 @@ def scenario_events(
         phase = next(p.name for p in timeline if p.start <= fraction < p.end or (p.end >= 1.0 and fraction >= p.start))
         ts = start + timedelta(milliseconds=spacing_ms * index)
         session = f"s-{seed}-{index // 5}"
-        truth = {"index": index, "phase": phase, "ts": ts.isoformat()}
+        truth = {"index": index, "phase": phase, "ts": ts.isoformat(), "session_id": session}
         if rng.random() < max(mix.malformed, malformed_share):
             yield ScenarioEvent(session.encode(), malformed_record(index, ts), {**truth, "kind": "malformed"})
             continue

@@ -21,7 +21,7 @@ def isolated(settings: Settings, unique: str, **groups: dict) -> Settings:
     """``settings`` with this test's own topics and consumer group (created on the broker)."""
     topics = settings.topics.model_copy(update={
         "utterances": f"utt-{unique}", "predictions": f"pred-{unique}", "dead_letter": f"dlq-{unique}",
-        "labeling_queue": f"label-{unique}", **groups.pop("topics", {}),
+        "labeling_queue": f"label-{unique}", "outcomes": f"out-{unique}", **groups.pop("topics", {}),
     })
     kafka = settings.kafka.model_copy(update={"consumer_group": f"g-{unique}"})
     update = {"topics": topics, "kafka": kafka}

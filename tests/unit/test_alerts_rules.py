@@ -90,3 +90,74 @@ def test_durations_and_conditions():
     assert below.breached(0.79) and not below.breached(0.8)
     assert not Rule("r", "m", ">=", 1.0).breached(float("nan"))
     assert below.worse(0.7, 0.75) == 0.7 and Rule("r", "m", ">", 1).worse(2, 3) == 3
+
+
+# --- kind: low_conversion ("high traffic, low conversion", monitor/conversion.py) -------------------------------
+
+CONVERSION = """\
+rules:
+  - name: low-conv
+    kind: low_conversion
+    margin: 0.15
+    receivers: [ml-team]
+"""
+
+
+def test_default_rules_hold_a_low_conversion_rule_for_the_top_intents():
+    rules = load_rules(DEFAULT_RULES_PATH)
+    (rule,) = [rule for rule in rules if rule.kind == "low_conversion"]
+    assert rule.name == "high-traffic-low-conversion" and rule.receivers
+    assert (rule.metric, rule.condition, rule.threshold) == ("conversion_drop", ">=", 0.15)
+    assert (rule.top_n, rule.min_traffic, rule.min_baseline_traffic, rule.for_windows) == (10, 50, 500, 3)
+    assert all(other.kind == "threshold" for other in rules if other is not rule)  # the others are unchanged
+
+
+def test_a_low_conversion_rule_gets_its_metric_condition_and_defaults(tmp_path):
+    (rule,) = load_rules(_write(tmp_path, CONVERSION))
+    assert rule == Rule("low-conv", "conversion_drop", ">=", 0.15, receivers=("ml-team",), kind="low_conversion",
+                        top_n=10, min_traffic=50, min_baseline_traffic=500)
+    (rule,) = load_rules(_write(tmp_path, CONVERSION + "    top_n: 3\n    min_traffic: 80\n"
+                                "    min_baseline_traffic: 0\n    metric: conversion_drop\n"))
+    assert (rule.top_n, rule.min_traffic, rule.min_baseline_traffic) == (3, 80, 0)
+
+
+@pytest.mark.parametrize(
+    ("field_line", "expected"),
+    [
+        ("    margin: 1.5", "margin must be a number between 0 and 1"),
+        ("    margin: high", "margin must be a number between 0 and 1"),
+        ("    top_n: 0", "top_n must be an integer >= 1"),
+        ("    top_n: 2.5", "top_n must be an integer >= 1"),
+        ("    min_traffic: -1", "min_traffic must be an integer >= 1"),
+        ("    min_baseline_traffic: lots", "min_baseline_traffic must be an integer >= 0"),
+        ("    metric: ood_rate", "metric must be conversion_drop for kind low_conversion"),
+        ('    condition: "<"', "field(s) condition not used by kind low_conversion (margin is its threshold)"),
+        ("    threshold: 0.2", "field(s) threshold not used by kind low_conversion"),
+        ("    top_k: 5", "unknown field(s) top_k"),
+    ],
+)
+def test_a_bad_low_conversion_field_is_reported_with_file_and_line(tmp_path, field_line, expected):
+    # CONVERSION is lines 1-5; the second rule starts on line 6 and its bad field is on line 9.
+    second = ["  - name: second", "    kind: low_conversion", "    receivers: [oncall]", field_line]
+    if not field_line.startswith("    margin"):
+        second.append("    margin: 0.2")
+    path = _write(tmp_path, CONVERSION + "\n".join(second) + "\n")
+    with pytest.raises(RuleError) as caught:
+        load_rules(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:9: rule 'second': "), message
+    assert expected in message
+
+
+def test_kind_is_checked_and_each_kind_refuses_the_other_kinds_fields(tmp_path):
+    path = _write(tmp_path, GOOD + "    kind: alarm\n")
+    with pytest.raises(RuleError, match=rf"^{path}:7: rule 'ood-rate-high': kind must be one of threshold, low_conv"):
+        load_rules(path)
+    path = _write(tmp_path, GOOD + "    top_n: 5\n")
+    with pytest.raises(RuleError, match=rf"^{path}:7: .*field\(s\) top_n not used by kind threshold \(they are for"):
+        load_rules(path)
+    path = _write(tmp_path, CONVERSION.replace("    margin: 0.15\n", ""))
+    with pytest.raises(RuleError, match=rf"^{path}:2: rule 'low-conv': missing field 'margin'"):
+        load_rules(path)
+    (rule,) = load_rules(_write(tmp_path, GOOD + "    kind: threshold\n"))
+    assert rule.kind == "threshold" and rule.metric == "ood_rate"

@@ -24,7 +24,7 @@ NOT_ON_18_16 = ("toStartOfInterval", "WITH FILL", " OVER ", "OVER(", "DateTime64
 
 
 def test_every_dashboard_is_valid_with_unique_stable_uids():
-    assert len({board.uid for board in BOARDS}) == 4
+    assert len({board.uid for board in BOARDS}) == len(BOARDS) == 6
     for doc in DOCS.values():
         assert validate_dashboard(doc, "nlumon-clickhouse") == []
 
@@ -72,7 +72,9 @@ def test_queries_avoid_what_clickhouse_18_16_lacks_and_bucket_on_the_interval():
 
 def test_queries_on_replacing_tables_never_double_count():
     replacing = ("predictions", "utterance_log", "dead_letters", "drift_results", "monitor_windows", "ood_clusters",
-                 "alert_events", "alert_deliveries", "labeling_queue")
+                 "alert_events", "alert_deliveries", "labeling_queue", "slot_value_windows", "outcomes",
+                 "shadow_predictions", "route_windows", "shadow_windows", "conversion_windows", "experiments",
+                 "experiment_results")
     for board in BOARDS:
         for panel in board.panels:
             for table in re.findall(r"FROM (\w+)(?! FINAL)\b", panel.query.sql):
@@ -90,6 +92,29 @@ def test_every_query_expands_completely_with_all_selected():
             assert "$" not in expanded, (panel.title, expanded)
             if "$__timeFilter(" in panel.query.sql:  # the plugin's form: both ends inclusive, Unix seconds
                 assert ">= toDateTime(1714521600) AND" in expanded and "<= toDateTime(1714525200)" in expanded
+
+
+def test_variable_queries_expand_completely():
+    start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 1, 1, tzinfo=UTC)
+    queries = {v.query for board in BOARDS for v in board.variables if v.query}
+    assert len(queries) == 2  # model_version and experiment
+    assert all("$" not in expand_macros(query, start, end, 60) for query in queries)
+
+
+def test_no_aggregate_alias_hides_a_column_read_elsewhere():
+    """ClickHouse puts an alias into every expression naming it: ``avg(satisfaction) AS satisfaction`` turns a
+    later ``WHERE isNotNull(satisfaction)`` into an aggregate in WHERE (an error on 18.16), and another aggregate of
+    that column into an aggregate of an aggregate. An aggregate may take its column's name only when nothing else
+    in the query names that column."""
+    functions = r"(?:sum|avg|min|max|count|argMax|quantile\([\d.]+\)|uniqExact)(?:If)?"
+    aggregate = re.compile(rf"\b{functions}\(([^()]*)\) AS (\w+)")
+    for board in BOARDS:
+        for panel in board.panels:
+            sql = re.sub(r"'[^']*'", "''", panel.query.sql)  # words in string literals name nothing
+            for arguments, alias in aggregate.findall(sql):
+                if alias in re.findall(r"\w+", arguments):
+                    uses = len(re.findall(rf"\b{alias}\b", sql))
+                    assert uses == 2, (panel.title, alias)  # the argument and the alias, nowhere else
 
 
 def test_a_missing_variable_is_an_error_not_an_empty_filter():

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from dashboards.boards import all_dashboards
 from dashboards.model import Panel, Query
 from dashboards.report.data import PanelData, Section, choose_interval
 from dashboards.report.html import render_page, render_panel, wide
 from dashboards.report.svg import heatmap, line_chart
-from dashboards.testing import monitor_rows, table_columns
+from dashboards.testing import monitor_rows, outcome_rows, table_columns
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -69,11 +72,13 @@ def test_interval_keeps_the_number_of_buckets_readable():
 
 
 def _prediction(i: int, ts: datetime, ood: bool) -> dict:
-    return {"id": f"u{i}", "ts": ts, "assistant": "shopper" if i % 3 else "associate", "model_version": "m1",
-            "text_scrubbed": f"text {i}", "text_hash": f"h{i}", "intent": "oos" if ood else "find_product",
-            "confidence": 0.3 if ood else 0.9, "margin": 0.05 if ood else 0.6, "entropy": 2.0 if ood else 0.4,
-            "energy": -1.0, "token_count": 5, "unk_rate": 0.0, "is_ood": int(ood), "slot_types": ["brand"],
-            "slot_values": [f"new brand {i % 4}" if ood else "nike"], "embedding_sketch": [1.0, 0.0] if ood else [0.0, 1.0]}
+    return {"id": f"u{i}", "ts": ts, "session_id": f"s{i // 5}", "assistant": "shopper" if i % 3 else "associate",
+            "model_version": "m1", "text_scrubbed": f"text {i}", "text_hash": f"h{i}",
+            "intent": "oos" if ood else "find_product", "confidence": 0.3 if ood else 0.9,
+            "margin": 0.05 if ood else 0.6, "entropy": 2.0 if ood else 0.4, "energy": -1.0, "token_count": 5,
+            "unk_rate": 0.0, "is_ood": int(ood), "slot_types": ["brand"],
+            "slot_values": [f"new brand {i % 4}" if ood else "nike"],
+            "embedding_sketch": [1.0, 0.0] if ood else [0.0, 1.0]}
 
 
 def test_monitor_rows_follow_the_schema_and_see_a_shift():
@@ -88,3 +93,62 @@ def test_monitor_rows_follow_the_schema_and_see_a_shift():
     values = [w for w in tables["slot_value_windows"] if w["assistant"] == "all"]
     assert [w["unseen_rate"] for w in values] == [0.0, 0.0, 1.0, 1.0]  # brands the first window never had
     assert values[-1]["new_values"] == ["new brand 0", "new brand 1", "new brand 2", "new brand 3"]
+
+
+def test_outcome_rows_follow_the_schema_and_hang_together():
+    rows = [_prediction(i, T0 + timedelta(seconds=i), ood=i >= 120 and i % 3 == 0) for i in range(240)]
+    rows = [{**row, "confidence": row["confidence"] - (i % 7) / 100} for i, row in enumerate(rows)]  # a spread
+    tables = outcome_rows(rows, 60)
+    for table, produced in tables.items():
+        assert produced, table
+        if table != "predictions":  # the input stamped: these test rows lack most prediction columns
+            assert set(produced[0]) == set(table_columns(table)), table
+    stamped = tables["predictions"]
+    assert {row["route"] for row in stamped} <= {"fulfil", "clarify", "confirm", "escalate"}
+    assert all(row["route"] == "clarify" for row in stamped if row["is_ood"])
+    arms = {}
+    for row in stamped:  # sticky: one arm per session, and both arms used
+        assert arms.setdefault(row["session_id"], row["arm"]) == row["arm"]
+    assert set(arms.values()) == {"control", "challenger"}
+
+    outcomes = tables["outcomes"]
+    finals = [o for o in outcomes if o["kind"] != "converted"]
+    assert sorted(o["utterance_id"] for o in finals) == sorted(row["id"] for row in rows)  # one each
+    completed = {o["utterance_id"] for o in finals if o["kind"] == "task_completed"}
+    shoppers = {row["id"] for row in rows if row["assistant"] == "shopper"}
+    assert {o["utterance_id"] for o in outcomes if o["kind"] == "converted"} <= completed & shoppers
+    assert len({o["id"] for o in outcomes}) == len(outcomes)
+    assert all(1 <= o["satisfaction"] <= 5 for o in outcomes if o["satisfaction"] is not None)
+
+    for table in ("route_windows",):
+        shares = defaultdict(float)
+        for row in tables[table]:
+            shares[(row["window_start"], row["assistant"])] += row["share"]
+        assert all(abs(total - 1) < 1e-9 for total in shares.values())
+    whole = [w for w in tables["shadow_windows"] if w["assistant"] == "all" and w["intent"] == ""]
+    agrees = [s["intent_agrees"] for s in tables["shadow_predictions"]]
+    assert sum(w["rows"] for w in whole) == len(rows)
+    assert sum(w["intent_disagreement"] * w["rows"] for w in whole) == pytest.approx(agrees.count(0))
+    assert 0 < agrees.count(0) < len(rows) / 2  # some of the least confident answers change
+
+    # A right answer never converts less than a wrong one: over the fill, no subject beats its baseline.
+    totals = defaultdict(lambda: [0, 0, 0.0])
+    for window in tables["conversion_windows"]:
+        total = totals[(window["assistant"], window["subject_kind"], window["subject"])]
+        total[0] += window["converted"]
+        total[1] += window["traffic"]
+        total[2] = window["baseline_rate"]
+    assert all(converted / traffic <= baseline + 1e-9 for converted, traffic, baseline in totals.values())
+
+    latest = max(tables["experiments"], key=lambda row: row["row_version"])
+    assert latest["status"] == "stopped" and latest["arms"] == ["control", "challenger"]
+    looks = sorted({row["ts"] for row in tables["experiment_results"]})
+    assert len(looks) == 4
+    for arm_metric in {(r["arm"], r["metric"]) for r in tables["experiment_results"]}:
+        p_values = [r["p_value"] for r in sorted(tables["experiment_results"], key=lambda r: r["ts"])
+                    if (r["arm"], r["metric"]) == arm_metric]
+        assert p_values == sorted(p_values, reverse=True)  # always valid: a later look never undoes evidence
+    last = [r for r in tables["experiment_results"] if r["ts"] == looks[-1]]
+    assert {r["sessions"] for r in last if r["arm"] == "control"} == {list(arms.values()).count("control")}
+    assert all(r["low"] <= r["value"] <= r["high"] and 0 <= r["srm_p_value"] <= 1 for r in last)
+    assert {letter["arm"] for letter in tables["dead_letters"]} <= {"control", "challenger"}

@@ -146,6 +146,7 @@ class FlakyModel:
     runtime: object = FlakyRuntime()
     version: str = "flaky-1"
     ood_threshold: float = 3.0
+    head_labels: tuple = ()
 
     def sketches(self, embeddings):
         return np.asarray(embeddings, dtype=np.float32)[:, :4]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("nlumon", "streams", "monitor", "model_runtime", "detectors", "alerts", "labeling", "dashboards")
+PACKAGES = ("nlumon", "streams", "monitor", "model_runtime", "detectors", "alerts", "labeling", "dashboards",
+            "experiments")
 ALLOWED = {
     "nlumon": {"nlumon"},
     "model_runtime": {"model_runtime"},
@@ -20,7 +21,8 @@ ALLOWED = {
     "alerts": {"alerts"},
     "labeling": {"labeling", "model_runtime", "nlumon"},
     "dashboards": {"dashboards", "nlumon"},
-    "streams": {"streams", "model_runtime", "nlumon"},
+    "streams": {"streams", "model_runtime", "nlumon", "experiments"},  # workers serve each arm's model
+    "experiments": {"experiments", "nlumon"},
     "monitor": {"monitor", "detectors", "alerts", "labeling", "model_runtime", "nlumon"},
 }
 # Modules that wire programs together: the Faust app attaches the monitor's leader timer; the demo runs it all.

@@ -50,6 +50,17 @@ ALLOWED_KEEP = {
     "evidently_report": "a link built from settings", "dashboard": "a link from settings",
     "latency": "an enum (e2e_ms / inference_ms)",
     "slot_type": "the model's slot labels",
+    "route": "an enum of the routing policy", "route_heads": "the policy's feature names",
+    "experiment": "a name checked by experiments.definition", "arm": "a name checked by experiments.definition",
+    "role": "an enum (shadow)", "champion_version": "a validated package version",
+    "champion_intent": "the model's labels", "champion_route": "an enum of the routing policy",
+    "champion_slot_types": "the model's labels", "shadow_version": "a validated package version",
+    "name": "an experiment name checked by experiments.definition", "arms": "arm names checked likewise",
+    "model_versions": "validated package versions", "decision": "an enum of experiments.stats.decide",
+    "subject_kind": "an enum (intent, ood)", "subject": "the model's intent labels, or 'ood'",
+    "converting_kinds": "outcome kinds from the settings",
+    "utterance_id": "the utterance's idempotency key (joins outcomes to predictions)",
+    "kind": "an outcome kind checked by parse_outcome (a lowercase name)",
 }
 
 
@@ -92,6 +103,13 @@ BUILDERS = {
     "alert_deliveries": "monitor.alerting.AlertHandoff.mirror_deliveries",
     "labeling_queue": "monitor.labeling_sink.queue_row",
     "slot_value_windows": "monitor.job.slot_value_rows",
+    "shadow_predictions": "streams.pipeline.shadow_row",
+    "experiments": "experiments.report.experiment_row",
+    "experiment_results": "experiments.report.result_rows",
+    "conversion_windows": "monitor.conversion.conversion_rows",
+    "outcomes": "streams.outcomes.outcome_row",
+    "route_windows": "monitor.routes.route_window_rows",
+    "shadow_windows": "monitor.shadow.shadow_window_rows",
 }
 
 
@@ -101,20 +119,28 @@ def test_every_table_with_a_string_column_has_a_deidentifying_builder():
 
 
 def test_the_columns_kept_as_they_are_hold_no_free_text():
+    from experiments.report import EXPERIMENT_KEEP, RESULT_KEEP
     from monitor.alerting import ALERT_DELIVERY_KEEP, ALERT_EVENT_KEEP, EVIDENCE_KEEP
+    from monitor.conversion import CONVERSION_KEEP
+    from monitor.conversion import EVIDENCE_KEEP as CONVERSION_EVIDENCE_KEEP
     from monitor.job import DRIFT_RESULT_KEEP, MONITOR_WINDOW_KEEP, OOD_CLUSTER_KEEP, SLOT_VALUE_KEEP
     from monitor.labeling_sink import MESSAGE_KEEP, QUEUE_KEEP
+    from monitor.routes import ROUTE_WINDOW_KEEP
+    from monitor.shadow import SHADOW_WINDOW_KEEP
     from streams.agents import MODEL_VERSION_KEEP
     from streams.features import PREDICTION_KEEP
-    from streams.pipeline import DEAD_LETTER_KEEP, UTTERANCE_LOG_KEEP
+    from streams.outcomes import OUTCOME_KEEP
+    from streams.pipeline import DEAD_LETTER_KEEP, SHADOW_KEEP, UTTERANCE_LOG_KEEP
 
     kept = {*PREDICTION_KEEP, *UTTERANCE_LOG_KEEP, *DEAD_LETTER_KEEP, *MODEL_VERSION_KEEP, *MONITOR_WINDOW_KEEP,
             *DRIFT_RESULT_KEEP, *OOD_CLUSTER_KEEP, *ALERT_EVENT_KEEP, *ALERT_DELIVERY_KEEP, *EVIDENCE_KEEP,
-            *QUEUE_KEEP, *MESSAGE_KEEP, *SLOT_VALUE_KEEP}
+            *QUEUE_KEEP, *MESSAGE_KEEP, *SLOT_VALUE_KEEP, *SHADOW_KEEP,
+            *EXPERIMENT_KEEP, *RESULT_KEEP, *CONVERSION_KEEP, *CONVERSION_EVIDENCE_KEEP,
+            *OUTCOME_KEEP, *ROUTE_WINDOW_KEEP, *SHADOW_WINDOW_KEEP}
     assert kept <= set(ALLOWED_KEEP), sorted(kept - set(ALLOWED_KEEP))
     for table, columns in schema_string_columns().items():  # free-text columns are never kept
         for column in ("text_scrubbed", "slot_values"):
-            assert column not in columns or table in ("predictions", "labeling_queue")
+            assert column not in columns or table in ("predictions", "labeling_queue", "shadow_predictions")
 
 
 # -- the worker --------------------------------------------------------------------------------------------
@@ -158,6 +184,32 @@ def test_utterance_log_and_dead_letter_rows_store_no_personal_data():
     assert_clean(result.rows)
     letter = DeadLetter.for_bytes(bad, f"internal error while parsing: {PLANTED}", source_topic="utterances")
     assert_clean(dead_letter_row(letter))
+
+
+def test_shadow_rows_store_no_personal_data():
+    from streams.features import prediction_rows
+    from streams.pipeline import shadow_row
+
+    event = UtteranceEvent(id="u1", ts="2026-11-23T10:00:00Z", assistant="associate",
+                           session_id="ann.lee@example.com", text=PLANTED)
+    (served,) = prediction_rows([event], [(0, 1, None)], [prediction(PLANTED)], sketches=np.zeros((1, 4)),
+                                ood_scores=np.zeros(1), ood_threshold=1.0, model_version="m1", hash_key="k",
+                                inference_ms=1.0, now=datetime.now(UTC), row_version=1)
+    assert_clean(shadow_row(served, served, 1.0))
+    raw = {**served, "slot_values": ["kwame lindqvist", "4111 1111 1111 1111", "ann.lee@example.com"],
+           "slot_types": ["person", "order_id", "product"]}  # even from a row that was never scrubbed
+    assert_clean(shadow_row(raw, served, 1.0))
+
+
+def test_outcome_rows_store_no_personal_data():
+    from nlumon.records import parse_outcome
+    from streams.outcomes import outcome_row
+    from streams.pipeline import RawRecord
+
+    raw = json.dumps({"id": "o1", "ts": "2026-11-23T10:00:00Z", "session_id": "call 415-555-0134 ann.lee@example.com",
+                      "utterance_id": "u1", "kind": "task_completed"}).encode()
+    row = outcome_row(parse_outcome(raw), RawRecord(raw, b"k", 0, 1, "outcomes"), datetime.now(UTC), 1)
+    assert_clean(row)
 
 
 def test_model_version_rows_store_no_personal_data():

@@ -50,6 +50,7 @@ class FakeModel:
     runtime: object = FakeRuntime()
     version: str = "fake-1"
     ood_threshold: float = 3.0
+    head_labels: tuple = ()
 
     def sketches(self, embeddings):
         return np.asarray(embeddings, dtype=np.float32)[:, :4]

@@ -69,7 +69,8 @@ def test_invalid_value_is_refused(monkeypatch):
 def test_topics_list_their_partition_counts():
     topics = load_settings(None, topics={"partitions": 6}).topics
     assert topics.all_topics()[topics.utterances] == 6
-    assert set(topics.all_topics()) == {"utterances", "predictions", "labeling-queue", "dead-letter"}
+    assert topics.all_topics()[topics.outcomes] == 6  # keyed by session like the utterances, read in parallel
+    assert set(topics.all_topics()) == {"utterances", "predictions", "labeling-queue", "dead-letter", "outcomes"}
 
 
 # -- secrets ------------------------------------------------------------------------------------------------------
@@ -188,7 +189,8 @@ def test_raw_text_topics_keep_records_shorter_and_both_retentions_are_settings(m
     assert topics.retention_ms == 3 * 86_400_000 and topics.other_retention_ms == 7 * 86_400_000
     assert {name: topics.retention_of(name) for name in topics.all_topics()} == {
         "utterances": topics.retention_ms, "dead-letter": topics.retention_ms,
-        "predictions": topics.other_retention_ms, "labeling-queue": topics.other_retention_ms}
+        "predictions": topics.other_retention_ms, "labeling-queue": topics.other_retention_ms,
+        "outcomes": topics.other_retention_ms}
     monkeypatch.setenv("NLUMON_TOPICS__RETENTION_MS", "3600000")
     monkeypatch.setenv("NLUMON_TOPICS__DEAD_LETTER", "dlq-eu")
     settings = load_settings(None)
