@@ -502,11 +502,11 @@ def format_table(report: ExperimentReport) -> str:
             c = report.comparisons[arm][metric]
             row += f"{_difference(c):>30}{c.p_value:>8.3g}"
         lines.append(row)
-    lines += ["", f"{'guardrail':<18}{'arm':<14}{'value':>10}{'control':>10}{'limit':>10}  status"]
+    lines += ["", f"{'guardrail':<18}{'arm':<14}{'value':>12}{'control':>12}{'limit':>12}  status"]
     for check in report.guardrails:
         if check.arm in challengers:
-            lines.append(f"{check.name:<18}{check.arm:<14}{_figure(check.value, 4):>10}"
-                         f"{_figure(check.control, 4):>10}{_figure(check.limit, 4):>10}  {check.status}")
+            lines.append(f"{check.name:<18}{check.arm:<14}{_figure(check.value, 4):>12}"
+                         f"{_figure(check.control, 4):>12}{_figure(check.limit, 4):>12}  {check.status}")
     lines += ["", f"decision: {report.decision.outcome} - {report.decision.reason}"]
     if report.guardrails_failed:
         lines.append("guardrails failed: " + ", ".join(f"{c.arm} {c.name}" for c in report.guardrails_failed))

