@@ -30,8 +30,8 @@ from dashboards.queries import (
     traffic_filter,
 )
 from dashboards.sql import bucket
+from nlumon.records import ROUTES  # the routing policy's decisions
 
-ROUTES = ("fulfil", "clarify", "confirm", "escalate")  # streams.routing.ROUTES
 # Outcomes come minutes after their utterance (monitor.outcome_delay_s): those up to an hour after the range's
 # end still count for its utterances.
 OUTCOME_HORIZON_S = 3600

@@ -228,7 +228,6 @@ def _queue_row(row: dict, window_start: datetime, version: int) -> dict[str, Any
 # -- issue 16: routes, outcomes, shadow, conversion, experiment ----------------------------------------------------
 OUTCOME_TABLES = ("predictions", "dead_letters", "outcomes", "shadow_predictions", "route_windows", "shadow_windows",
                   "conversion_windows", "experiments", "experiment_results")
-ROUTES = ("fulfil", "clarify", "confirm", "escalate")
 # Odds of (task_completed, rephrased, escalated) after a right or a wrong answer, the rest abandoned; a clarify
 # is rephrased and an escalate escalated most of the time; a completed shopper utterance converts at CONVERTED.
 # The values of streams.outcome_sim.OutcomeModel, the replay's simulated assistant.

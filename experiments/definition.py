@@ -32,8 +32,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-OUTCOME_KINDS = ("task_completed", "abandoned", "escalated", "converted", "rephrased")
 PRIMARY_METRICS = ("task_completed", "converted", "escalated", "abandoned", "rephrased", "satisfaction")
+
+
+def plain_name(what: str, value: str) -> str:
+    """``value`` if it is a plain name (it becomes a folder, a metric label and a ClickHouse value as it is)."""
+    if not _NAME.match(value):
+        raise ValueError(f"{what} name {value!r} must be 1-64 letters, digits, '_', '.', '-'")
+    return value
 
 
 class StopRule(BaseModel):
@@ -62,9 +68,7 @@ class Arm(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"arm name {value!r} must be 1-64 letters, digits, '_', '.', '-'")
-        return value
+        return plain_name("arm", value)
 
 
 class Experiment(BaseModel):
@@ -85,9 +89,7 @@ class Experiment(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"experiment name {value!r} must be 1-64 letters, digits, '_', '.', '-'")
-        return value
+        return plain_name("experiment", value)
 
     @model_validator(mode="after")
     def _arms_add_up(self) -> Experiment:

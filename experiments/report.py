@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.definition import OUTCOME_KINDS, Experiment
+from experiments.definition import Experiment
 from experiments.stats import (
     Comparison,
     Decision,
@@ -65,6 +65,7 @@ from experiments.stats import (
     wilson_interval,
 )
 from nlumon.pii import deidentify_row
+from nlumon.records import OUTCOME_KINDS
 
 log = logging.getLogger(__name__)
 
