@@ -15,6 +15,7 @@ COPY model_runtime /src/model_runtime
 COPY dashboards /src/dashboards
 COPY alerts /src/alerts
 COPY labeling /src/labeling
+COPY experiments /src/experiments
 RUN pip install --no-cache-dir -c /src/constraints.txt /src && rm -rf /src
 
 # An unprivileged user that owns only its state directory (the installed code stays root-owned and read-only).
