@@ -167,14 +167,12 @@ class BatchPipeline:
             by_arm.setdefault(serving.arm_of(event.session_id), []).append(index)
         experiment = serving.experiment.name if serving.experiment is not None else ""
         rows_at: dict[int, dict] = {}
-        inference_s = 0.0
         for arm, indices in by_arm.items():
-            model = serving.model_of_arm(arm)
-            kept, rows = self._predict(result, [(i, *accepted[i]) for i in indices], model, now, row_version,
-                                       experiment=experiment, arm=arm)
-            inference_s += result.inference_s
+            kept, rows, inference_s = self._predict(result, [(i, *accepted[i]) for i in indices],
+                                                    serving.model_of_arm(arm), now, row_version,
+                                                    experiment=experiment, arm=arm)
+            result.inference_s += inference_s
             rows_at.update(zip(kept, rows, strict=True))
-        result.inference_s = inference_s
         result.model_version = serving.champion.version
         order = sorted(rows_at)
         return [accepted[i] for i in order], [rows_at[i] for i in order]
@@ -242,9 +240,10 @@ class BatchPipeline:
     def _predict(
         self, result: BatchResult, accepted: list[tuple[int, RawRecord, UtteranceEvent]], model: LoadedModel,
         now: datetime, row_version: int, *, experiment: str = "", arm: str = "",
-    ) -> tuple[list[int], list[dict]]:
+    ) -> tuple[list[int], list[dict], float]:
         """Run the model once for ``accepted`` (index, record, event) and compute the feature rows; if the batch
-        fails, find and dead-letter the records that fail alone. Returns the indices kept and their rows."""
+        fails, find and dead-letter the records that fail alone. Returns the indices kept, their rows and the
+        model's time (s)."""
         started = time.perf_counter()
         texts = [event.text for _, _, event in accepted]
         try:
@@ -259,15 +258,14 @@ class BatchPipeline:
                 except Exception as single_error:
                     self._dead_letter(result, item[1], f"model error: {_message(single_error)}", experiment, arm)
             accepted = kept
-        result.inference_s = time.perf_counter() - started
-        result.model_version = model.version
+        inference_s = time.perf_counter() - started
         if not accepted:
-            return [], []
-        batch = dict(model=model, now=now, row_version=row_version, inference_ms=result.inference_s * 1000,
+            return [], [], inference_s
+        batch = dict(model=model, now=now, row_version=row_version, inference_ms=inference_s * 1000,
                      experiment=experiment, arm=arm)
         pairs = [(record, event) for _, record, event in accepted]
         try:
-            return [index for index, _, _ in accepted], self._feature_rows(pairs, predictions, **batch)
+            return [index for index, _, _ in accepted], self._feature_rows(pairs, predictions, **batch), inference_s
         except Exception as error:
             log.error("features failed on a batch of %d (%s); computing them one by one", len(accepted),
                       describe_error(error))
@@ -282,7 +280,7 @@ class BatchPipeline:
             row["batch_size"] = min(len(accepted), 65535)
             kept.append(index)
             rows.append(row)
-        return kept, rows
+        return kept, rows, inference_s
 
     def _feature_rows(
         self, accepted: list[tuple[RawRecord, UtteranceEvent]], predictions: list, *, model: LoadedModel,

@@ -96,7 +96,6 @@ class Challengers:
         self.champion = champion
         self.experiment_path = settings.experiments.resolved_path(settings.model.package_path)
         self.lineup = Lineup(shadow_share=settings.shadow.share)
-        self._by_path: dict[Path, LoadedModel] = {}  # resolved package folder -> model in the line-up
         self._failed: dict[Path, float] = {}  # package -> when it failed to load (retried after RETRY_FAILED_S)
         self._last_experiment_error = ""
         self._warned_shadow: Path | None = None
@@ -114,13 +113,13 @@ class Challengers:
             self._warned_shadow, shadow = shadow, None
         if not self._changed(running, arms, shadow):
             return None
+        in_service = {m.path: m for m in self.lineup.models()}  # resolved package folder -> model
         loaded: dict[Path, LoadedModel] = {}
-        for path in {*arms.values(), shadow} - {None}:
-            model = self._by_path.get(path) or self._load(path)
+        for path in sorted({*arms.values(), shadow} - {None}):  # in path order: the same order every time
+            model = in_service.get(path) or self._load(path)
             if model is None:  # cannot serve this line-up: close what this call loaded, keep the old one
-                in_service = {id(m) for m in self._by_path.values()}
                 for fresh in loaded.values():
-                    if id(fresh) not in in_service:
+                    if in_service.get(fresh.path) is not fresh:
                         fresh.runtime.close()
                 return None
             loaded[path] = model
@@ -137,7 +136,6 @@ class Challengers:
     def adopt(self, lineup: Lineup) -> Lineup:
         """Put ``lineup`` in service (call in the model thread, between batches)."""
         self.lineup = lineup
-        self._by_path = {m.path: m for m in lineup.models()}
         experiment = lineup.experiment
         if experiment is not None:
             log.info("experiment %s running: arms %s", experiment.name,
